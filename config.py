@@ -1,0 +1,144 @@
+"""Configuration classes.
+
+Values come from the environment when the app is created (``Config.from_env``), never at import
+time, so tests and several app instances in one process can each have their own settings.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+#: The insecure key the development config falls back to; production refuses to start with it.
+DEV_SECRET_KEY = "dev-insecure-change-me"  # noqa: S105
+
+
+def _bool(value: str | None, default: bool = False) -> bool:
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _int(value: str | None, default: int | None) -> int | None:
+    if value is None or value.strip() == "":
+        return default
+    return int(value)
+
+
+def _normalise_database_url(url: str) -> str:
+    """Accept the URLs hosting providers hand out (``postgres://``) and pick the psycopg 3 driver."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url.removeprefix("postgres://")
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    return url
+
+
+class Config:
+    """Settings shared by every environment."""
+
+    NAME = "base"
+    DEBUG = False
+    TESTING = False
+
+    SQLALCHEMY_TRACK_MODIFICATIONS = False
+    SQLALCHEMY_ENGINE_OPTIONS: dict[str, Any] = {"pool_pre_ping": True}
+
+    BABEL_DEFAULT_LOCALE = "de"
+    BABEL_DEFAULT_TIMEZONE = "UTC"
+    LANGUAGES = ("de", "en")
+
+    WTF_CSRF_TIME_LIMIT = None  # a sign-up form may stay open in a tab for hours
+
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, instance_path: str = "instance") -> dict:
+        """Build the settings dictionary from ``environ`` (default: ``os.environ``)."""
+        env = dict(os.environ if environ is None else environ)
+        settings = {key: getattr(cls, key) for key in dir(cls) if key.isupper()}
+        instance = Path(instance_path)
+        settings.update(
+            SECRET_KEY=env.get("SECRET_KEY") or cls.default_secret_key(),
+            SQLALCHEMY_DATABASE_URI=_normalise_database_url(
+                env.get("DATABASE_URL") or f"sqlite:///{instance / 'registration.sqlite'}"
+            ),
+            BASE_URL=(env.get("BASE_URL") or "http://127.0.0.1:5000").rstrip("/"),
+            TIMEZONE=env.get("TIMEZONE") or "Europe/Berlin",
+            MAIL_SERVER=env.get("MAIL_SERVER") or None,
+            MAIL_PORT=_int(env.get("MAIL_PORT"), 25),
+            MAIL_USE_TLS=_bool(env.get("MAIL_USE_TLS")),
+            MAIL_USE_SSL=_bool(env.get("MAIL_USE_SSL")),
+            MAIL_USERNAME=env.get("MAIL_USERNAME") or None,
+            MAIL_PASSWORD=env.get("MAIL_PASSWORD") or None,
+            MAIL_DEFAULT_SENDER=env.get("MAIL_DEFAULT_SENDER") or "anmeldung@localhost",
+            MAIL_FILE_DIR=env.get("MAIL_FILE_DIR") or str(instance / "mail"),
+        )
+        return settings
+
+    @classmethod
+    def default_secret_key(cls) -> str | None:
+        return None
+
+
+class DevelopmentConfig(Config):
+    """A laptop: SQLite in instance/, mail written to files, debug on."""
+
+    NAME = "development"
+    DEBUG = True
+
+    @classmethod
+    def default_secret_key(cls) -> str | None:
+        return DEV_SECRET_KEY
+
+
+class TestingConfig(Config):
+    NAME = "testing"
+    TESTING = True
+    WTF_CSRF_ENABLED = False
+
+    @classmethod
+    def default_secret_key(cls) -> str | None:
+        return "testing-secret-key"  # noqa: S105
+
+
+class ProductionConfig(Config):
+    """Production: a real SECRET_KEY is required, debug is never on."""
+
+    NAME = "production"
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, instance_path: str = "instance") -> dict:
+        settings = super().from_env(environ, instance_path)
+        key = settings["SECRET_KEY"]
+        if not key or key == DEV_SECRET_KEY or len(key) < 16:
+            raise RuntimeError(
+                "SECRET_KEY is missing or too weak (at least 16 characters needed). Set it in the "
+                "environment, e.g. SECRET_KEY=$(python -c 'import secrets; print(secrets.token_hex(32))'). "
+                "For a local trial run use REGISTRATION_CONFIG=development (what `make run` does)."
+            )
+        env = os.environ if environ is None else environ
+        if _bool(env.get("FLASK_DEBUG")):
+            raise RuntimeError("FLASK_DEBUG must not be on in production.")
+        settings["SESSION_COOKIE_SECURE"] = settings["BASE_URL"].startswith("https://")
+        return settings
+
+
+CONFIGS: dict[str, type[Config]] = {
+    "development": DevelopmentConfig,
+    "testing": TestingConfig,
+    "production": ProductionConfig,
+}
+
+
+def config_from_name(name: str | None) -> type[Config]:
+    """The config class for ``REGISTRATION_CONFIG`` (default: production, the safe choice)."""
+    key = (name or "production").strip().lower()
+    try:
+        return CONFIGS[key]
+    except KeyError:
+        raise RuntimeError(
+            f"Unknown REGISTRATION_CONFIG {name!r}; use one of {', '.join(CONFIGS)}."
+        ) from None

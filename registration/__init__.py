@@ -1,0 +1,52 @@
+"""Workshop registration and participant management."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from flask import Flask
+
+from config import Config, config_from_name
+
+from . import cli, database, errors, formatting, i18n
+from .api import bp as api_bp
+from .extensions import csrf, mail
+from .public import bp as public_bp
+
+#: templates/, static/ and migrations/ sit next to the package (the design card's layout).
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def create_app(config_class: type[Config] | str | None = None, **overrides: object) -> Flask:
+    """Application factory.
+
+    ``config_class`` is a class from config.py or its name; by default ``REGISTRATION_CONFIG``
+    (``development``, ``testing`` or ``production``; production when unset). ``overrides``
+    replace single settings (tests use this).
+    """
+    if config_class is None or isinstance(config_class, str):
+        config_class = config_from_name(config_class or os.environ.get("REGISTRATION_CONFIG"))
+    app = Flask(
+        __name__,
+        template_folder=str(PROJECT_ROOT / "templates"),
+        static_folder=str(PROJECT_ROOT / "static"),
+        instance_path=os.environ.get("INSTANCE_PATH") or str(PROJECT_ROOT / "instance"),
+    )
+    app.config.update(config_class.from_env(instance_path=app.instance_path))
+    app.config["MIGRATIONS_DIR"] = PROJECT_ROOT / "migrations"
+    app.config.update(overrides)
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+
+    database.init_app(app)
+    mail.init_app(app)
+    csrf.init_app(app)
+    i18n.init_app(app)
+    errors.init_app(app)
+    formatting.init_app(app)
+    cli.init_app(app)
+
+    csrf.exempt(api_bp)  # the JSON API uses no cookies
+    app.register_blueprint(public_bp)
+    app.register_blueprint(api_bp)
+    return app

@@ -1,0 +1,103 @@
+"""Command-line interface: ``flask --app registration events|demo|users ...``."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import click
+from email_validator import EmailNotValidError, validate_email
+from flask import Flask
+from flask.cli import AppGroup
+from sqlalchemy import select
+from werkzeug.security import generate_password_hash
+
+from .extensions import db
+from .models import Organiser
+from .services import demo
+from .services.errors import ServiceError
+from .services.events import EventDataError, parse_event_file, upsert_event
+from .timeutil import utcnow
+
+events_cli = AppGroup("events", help="Create and update events.")
+users_cli = AppGroup("users", help="Manage back-office accounts.")
+
+
+def import_document(document: Any) -> list[tuple[str, bool]]:
+    """Validate and apply a whole import document in one transaction; all or nothing."""
+    parsed = parse_event_file(document)
+    results: list[tuple[str, bool]] = []
+    try:
+        for data in parsed:
+            event, created = upsert_event(data)
+            results.append((event.slug, created))
+    except ServiceError as exc:
+        db.session.rollback()
+        raise EventDataError([str(exc)]) from exc
+    db.session.commit()
+    return results
+
+
+def _report(results: list[tuple[str, bool]]) -> None:
+    for slug, created in results:
+        click.echo(f"{'created' if created else 'updated'}: {slug}")
+
+
+@events_cli.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def import_events(file: Path) -> None:
+    """Create or update (by slug) the events in FILE (JSON: {"events": [...]})."""
+    try:
+        document = json.loads(file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise click.ClickException(f"{file}: not valid UTF-8 JSON: {exc}") from exc
+    try:
+        results = import_document(document)
+    except EventDataError as exc:
+        raise click.ClickException(
+            f"{file}: nothing was imported.\n" + "\n".join(f"  - {m}" for m in exc.messages)
+        ) from exc
+    _report(results)
+
+
+@click.command("demo")
+def demo_command() -> None:
+    """Load the two sample events, dated a few weeks from today (safe to run again)."""
+    document = demo.demo_document(date.today())
+    _report(import_document(document))
+
+
+@users_cli.command("create")
+@click.argument("email")
+@click.option("--admin", is_flag=True, help="May manage accounts and see every event.")
+@click.option("--name", default="", help="Display name.")
+@click.password_option(help="Prompted for (or read from stdin) when not given.")
+def create_user(email: str, admin: bool, name: str, password: str) -> None:
+    """Create a back-office account for EMAIL."""
+    try:
+        email = validate_email(email, check_deliverability=False).normalized.lower()
+    except EmailNotValidError as exc:
+        raise click.BadParameter(str(exc), param_hint="EMAIL") from exc
+    if len(password) < 10:
+        raise click.BadParameter("use at least 10 characters", param_hint="password")
+    if db.session.scalars(select(Organiser).where(Organiser.email == email)).first():
+        raise click.ClickException(f"an account for {email} exists already")
+    db.session.add(
+        Organiser(
+            email=email,
+            name=name,
+            password_hash=generate_password_hash(password),
+            is_admin=admin,
+            created_at=utcnow(),
+        )
+    )
+    db.session.commit()
+    click.echo(f"created {'admin' if admin else 'organiser'} {email}")
+
+
+def init_app(app: Flask) -> None:
+    app.cli.add_command(events_cli)
+    app.cli.add_command(users_cli)
+    app.cli.add_command(demo_command)

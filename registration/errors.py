@@ -1,0 +1,32 @@
+"""Error pages: JSON under /api/, HTML elsewhere. Never a stack trace."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, jsonify, render_template, request
+from werkzeug.exceptions import HTTPException, InternalServerError
+
+from .extensions import db
+
+
+def _wants_json() -> bool:
+    return request.path.startswith("/api/")
+
+
+def handle_http_error(exc: HTTPException) -> Any:
+    code = exc.code or 500
+    if _wants_json():
+        return jsonify({"error": (exc.name or "error").lower().replace(" ", "_")}), code
+    return render_template("errors/error.html", code=code, error=exc), code
+
+
+def handle_internal_error(exc: InternalServerError) -> Any:
+    """Unhandled exceptions end here (outside tests, where they propagate)."""
+    db.session.rollback()
+    return handle_http_error(exc)
+
+
+def init_app(app: Flask) -> None:
+    app.register_error_handler(HTTPException, handle_http_error)
+    app.register_error_handler(InternalServerError, handle_internal_error)

@@ -1,0 +1,68 @@
+"""Flask-Babel set-up: German first, English beside it."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+from flask import Flask, current_app, has_request_context, request, session
+from flask_babel import get_locale
+
+from .extensions import babel
+
+log = logging.getLogger(__name__)
+
+TRANSLATIONS_DIR = Path(__file__).parent / "translations"
+
+
+def select_locale() -> str:
+    """``?lang=`` (remembered in the session), else the browser's preference, else German."""
+    if not has_request_context():  # CLI, worker, services under test
+        return current_app.config["BABEL_DEFAULT_LOCALE"]
+    languages = current_app.config["LANGUAGES"]
+    requested = request.args.get("lang")
+    if requested in languages:
+        if not request.path.startswith("/api/"):
+            session["lang"] = requested
+        return requested
+    remembered = session.get("lang") if not request.path.startswith("/api/") else None
+    if remembered in languages:
+        return remembered
+    return request.accept_languages.best_match(languages) or current_app.config[
+        "BABEL_DEFAULT_LOCALE"
+    ]
+
+
+def compile_translations(directory: Path = TRANSLATIONS_DIR) -> list[Path]:
+    """Compile every ``.po`` whose ``.mo`` is missing or older. Returns the files written.
+
+    The build (``make``) runs this; the app runs it again at start so a plain ``pip install``
+    deployment never serves untranslated pages. A read-only install is logged, not fatal.
+    """
+    written: list[Path] = []
+    for po_path in sorted(directory.glob("*/LC_MESSAGES/*.po")):
+        mo_path = po_path.with_suffix(".mo")
+        if mo_path.exists() and mo_path.stat().st_mtime >= po_path.stat().st_mtime:
+            continue
+        with po_path.open("rb") as po_file:
+            catalog = read_po(po_file)
+        try:
+            with mo_path.open("wb") as mo_file:
+                write_mo(mo_file, catalog)
+        except OSError as exc:
+            log.warning("cannot compile %s: %s", po_path, exc)
+            continue
+        written.append(mo_path)
+    return written
+
+
+def init_app(app: Flask) -> None:
+    compile_translations()
+    babel.init_app(
+        app,
+        locale_selector=select_locale,
+        default_translation_directories=str(TRANSLATIONS_DIR),
+    )
+    app.jinja_env.globals["get_locale"] = get_locale

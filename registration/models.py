@@ -1,0 +1,309 @@
+"""The data model. Models carry small pure properties; they never commit."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from .database import UTCDateTime
+from .extensions import db
+from .timeutil import utcnow
+
+
+def _enum(cls: type[enum.Enum], name: str) -> Enum:
+    """Enum stored as its value in a VARCHAR with a CHECK constraint (portable, migration friendly)."""
+    return Enum(
+        cls,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=20,
+        values_callable=lambda members: [m.value for m in members],
+        validate_strings=True,
+    )
+
+
+class EventFormat(enum.StrEnum):
+    ON_SITE = "on_site"
+    ONLINE = "online"
+    HYBRID = "hybrid"
+
+
+class EventStatus(enum.StrEnum):
+    DRAFT = "draft"
+    PUBLISHED = "published"
+    CANCELLED = "cancelled"
+
+
+class Attendance(enum.StrEnum):
+    ON_SITE = "on_site"
+    ONLINE = "online"
+
+
+class RegistrationStatus(enum.StrEnum):
+    CONFIRMED = "confirmed"
+    WAITLISTED = "waitlisted"
+    CANCELLED = "cancelled"
+
+
+class OutboxStatus(enum.StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+def modes_for_format(fmt: EventFormat) -> tuple[Attendance, ...]:
+    """The attendance modes an event of format ``fmt`` offers."""
+    if fmt == EventFormat.ON_SITE:
+        return (Attendance.ON_SITE,)
+    if fmt == EventFormat.ONLINE:
+        return (Attendance.ONLINE,)
+    return (Attendance.ON_SITE, Attendance.ONLINE)
+
+
+#: Statuses that hold a place (a seat or a place on the waiting list).
+ACTIVE_STATUSES = (RegistrationStatus.CONFIRMED, RegistrationStatus.WAITLISTED)
+
+
+class Event(db.Model):
+    __tablename__ = "events"
+    __table_args__ = (
+        CheckConstraint("ends_at > starts_at", name="ends_after_start"),
+        CheckConstraint(
+            "capacity_on_site IS NULL OR capacity_on_site >= 0", name="capacity_on_site_positive"
+        ),
+        CheckConstraint(
+            "capacity_online IS NULL OR capacity_online >= 0", name="capacity_online_positive"
+        ),
+        CheckConstraint("reminder_days_before >= 0", name="reminder_days_positive"),
+        CheckConstraint("dial_in_hours_before >= 0", name="dial_in_hours_positive"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    #: URL-safe identifier, part of every public link (``/events/<slug>``).
+    slug: Mapped[str] = mapped_column(String(80), unique=True)
+    title: Mapped[str] = mapped_column(String(200))
+    #: Series line shown above the title, e.g. "21. Werkstatt - Bündnis vor Ort".
+    subtitle: Mapped[str] = mapped_column(String(200), default="")
+    #: Markdown, rendered and sanitised for display.
+    description: Mapped[str] = mapped_column(Text, default="")
+    format: Mapped[EventFormat] = mapped_column(_enum(EventFormat, "event_format"))
+    status: Mapped[EventStatus] = mapped_column(
+        _enum(EventStatus, "event_status"), default=EventStatus.DRAFT
+    )
+    #: Language of the event's own texts; participants choose their own for emails.
+    language: Mapped[str] = mapped_column(String(5), default="de")
+
+    #: Start and end in UTC; shown in ``timezone``.
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ends_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    #: IANA zone name the event takes place in.
+    timezone: Mapped[str] = mapped_column(String(64), default="Europe/Berlin")
+
+    venue_name: Mapped[str] = mapped_column(String(200), default="")
+    venue_address: Mapped[str] = mapped_column(Text, default="")
+
+    contact_name: Mapped[str] = mapped_column(String(200), default="")
+    contact_email: Mapped[str] = mapped_column(String(254), default="")
+    contact_phone: Mapped[str] = mapped_column(String(50), default="")
+
+    #: Seats for on-site attendance; ``None`` means unlimited.
+    capacity_on_site: Mapped[int | None] = mapped_column(Integer)
+    #: Seats for online attendance; ``None`` means unlimited.
+    capacity_online: Mapped[int | None] = mapped_column(Integer)
+    #: Whether a full mode takes further sign-ups onto a waiting list.
+    waitlist_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+
+    #: Sign-up window; ``None`` opens at once / closes at the event's start.
+    registration_opens_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    registration_closes_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    #: Dial-in details: sent to confirmed online participants only, never shown on a public page.
+    dial_in_url: Mapped[str] = mapped_column(String(500), default="")
+    dial_in_meeting_id: Mapped[str] = mapped_column(String(100), default="")
+    dial_in_passcode: Mapped[str] = mapped_column(String(100), default="")
+    dial_in_phone: Mapped[str] = mapped_column(Text, default="")
+    dial_in_instructions: Mapped[str] = mapped_column(Text, default="")
+
+    #: The reminder goes out this many days before the start (in the event's local time).
+    reminder_days_before: Mapped[int] = mapped_column(Integer, default=2)
+    #: Dial-in details go out this many hours before the start.
+    dial_in_hours_before: Mapped[int] = mapped_column(Integer, default=24)
+
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    registrations: Mapped[list[Registration]] = relationship(
+        back_populates="event", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+    def __repr__(self) -> str:
+        return f"<Event {self.slug}>"
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def modes(self) -> tuple[Attendance, ...]:
+        """The attendance modes this event offers."""
+        return modes_for_format(self.format)
+
+    def capacity_for(self, mode: Attendance | str) -> int | None:
+        return self.capacity_on_site if mode == Attendance.ON_SITE else self.capacity_online
+
+    @property
+    def closes_at(self) -> datetime:
+        return self.registration_closes_at or self.starts_at
+
+    def is_open_at(self, moment: datetime) -> bool:
+        """Whether sign-ups are accepted at ``moment``."""
+        if self.status != EventStatus.PUBLISHED:
+            return False
+        if self.registration_opens_at is not None and moment < self.registration_opens_at:
+            return False
+        return moment < self.closes_at
+
+    @property
+    def is_open(self) -> bool:
+        return self.is_open_at(utcnow())
+
+    @property
+    def has_dial_in(self) -> bool:
+        return bool(self.dial_in_url or self.dial_in_meeting_id or self.dial_in_phone)
+
+
+class Registration(db.Model):
+    __tablename__ = "registrations"
+    __table_args__ = (
+        # Invariant 6: one active registration per event and address (case-insensitive).
+        Index(
+            "uq_registrations_event_email_active",
+            "event_id",
+            "email_key",
+            unique=True,
+            sqlite_where=text("status != 'cancelled'"),
+            postgresql_where=text("status != 'cancelled'"),
+        ),
+        # Waiting-list order is unique within an event.
+        UniqueConstraint("event_id", "waitlist_order", name="uq_registrations_event_waitlist_order"),
+        Index("ix_registrations_event_status_mode", "event_id", "status", "attendance"),
+        CheckConstraint(
+            "status != 'waitlisted' OR waitlist_order IS NOT NULL", name="waitlisted_has_order"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"), index=True)
+    #: The address as the participant typed it.
+    email: Mapped[str] = mapped_column(String(254))
+    #: Lower-cased address: the key for "one active registration per address".
+    email_key: Mapped[str] = mapped_column(String(254))
+    first_name: Mapped[str] = mapped_column(String(100))
+    last_name: Mapped[str] = mapped_column(String(100))
+    organisation: Mapped[str] = mapped_column(String(200), default="")
+    attendance: Mapped[Attendance] = mapped_column(_enum(Attendance, "attendance"))
+    status: Mapped[RegistrationStatus] = mapped_column(
+        _enum(RegistrationStatus, "registration_status")
+    )
+    #: Order of joining the event's waiting list (one sequence per event across modes; the
+    #: position within a mode is derived from it). Kept after promotion as a record.
+    waitlist_order: Mapped[int | None] = mapped_column(Integer)
+    #: Language the participant reads emails in.
+    language: Mapped[str] = mapped_column(String(5), default="de")
+    #: When the participant agreed to the privacy notice.
+    privacy_consent_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    checked_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    #: Random salt from which the personal links are derived with the server's secret key
+    #: (see tokens.py); the links themselves are never stored.
+    token_salt: Mapped[str] = mapped_column(String(32))
+    #: SHA-256 of the manage token, for looking a registration up by its link.
+    manage_token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+    event: Mapped[Event] = relationship(back_populates="registrations")
+
+    def __repr__(self) -> str:
+        return f"<Registration {self.id} {self.status} {self.attendance}>"
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.first_name} {self.last_name}".strip()
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE_STATUSES
+
+
+class Organiser(db.Model):
+    """A back-office account (created with ``flask users create``)."""
+
+    __tablename__ = "organisers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    #: Stored lower-cased; the login name.
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    #: Werkzeug hash (scrypt).
+    password_hash: Mapped[str] = mapped_column(String(255))
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    def __repr__(self) -> str:
+        return f"<Organiser {self.email}>"
+
+
+class OutboxMessage(db.Model):
+    """An email to send, written in the same transaction as the change that needs it."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_status_next_attempt", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    #: What to send: confirmation, waitlisted, promoted, cancellation, reminder, dial_in, ...
+    kind: Mapped[str] = mapped_column(String(40))
+    registration_id: Mapped[int | None] = mapped_column(
+        ForeignKey("registrations.id", ondelete="CASCADE"), index=True
+    )
+    event_id: Mapped[int | None] = mapped_column(
+        ForeignKey("events.id", ondelete="CASCADE"), index=True
+    )
+    #: Unique per email that must go out at most once, e.g. ``confirmation:42``.
+    dedupe_key: Mapped[str] = mapped_column(String(200), unique=True)
+    #: Extra data for rendering (e.g. an organiser's message); most kinds render from the rows.
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    status: Mapped[OutboxStatus] = mapped_column(
+        _enum(OutboxStatus, "outbox_status"), default=OutboxStatus.PENDING
+    )
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    registration: Mapped[Registration | None] = relationship()
+
+    def __repr__(self) -> str:
+        return f"<OutboxMessage {self.dedupe_key} {self.status}>"

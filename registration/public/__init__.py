@@ -1,0 +1,5 @@
+"""Pages for participants."""
+
+from .views import bp
+
+__all__ = ["bp"]

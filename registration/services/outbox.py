@@ -1,0 +1,47 @@
+"""Writing emails to the outbox, inside the caller's transaction (DESIGN.md invariant 3)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select
+
+from ..extensions import db
+from ..models import OutboxMessage, Registration
+
+#: Kinds a registration receives at most once in its life. The others (e.g. "promoted" or
+#: "waitlisted" after a switch of attendance) may recur, each transition getting its own row.
+ONCE_PER_REGISTRATION = frozenset({"confirmation", "cancellation", "reminder"})
+
+
+def enqueue(
+    kind: str, registration: Registration, *, payload: dict[str, Any] | None = None
+) -> OutboxMessage | None:
+    """Add an email of ``kind`` for ``registration`` to the outbox.
+
+    Returns ``None`` when a once-only kind is already queued or sent for this registration.
+    The first row of a kind has the key ``kind:<registration id>``, later ones ``kind:<id>:<n>``.
+    """
+    if registration.id is None:
+        db.session.flush()
+    base_key = f"{kind}:{registration.id}"
+    existing = db.session.scalar(
+        select(func.count())
+        .select_from(OutboxMessage)
+        .where(
+            OutboxMessage.registration_id == registration.id,
+            OutboxMessage.kind == kind,
+        )
+    )
+    if existing and kind in ONCE_PER_REGISTRATION:
+        return None
+    key = base_key if not existing else f"{base_key}:{existing + 1}"
+    message = OutboxMessage(
+        kind=kind,
+        registration_id=registration.id,
+        event_id=registration.event_id,
+        dedupe_key=key,
+        payload=payload,
+    )
+    db.session.add(message)
+    return message

@@ -1,0 +1,326 @@
+"""Sign-up, cancellation, switching attendance and the waiting list.
+
+Every function here first locks the event row (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite
+transactions hold the database write lock from their start, see database.py), then reads the seat
+counts and decides. Two sign-ups for the same event are therefore decided one after the other,
+however many processes serve them (DESIGN.md invariants 1 and 2).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from flask_babel import lazy_gettext as _l
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from .. import tokens
+from ..extensions import db
+from ..models import ACTIVE_STATUSES, Attendance, Event, Registration, RegistrationStatus
+from ..timeutil import utcnow
+from . import outbox
+from .errors import (
+    DuplicateRegistration,
+    EventFull,
+    InvalidInput,
+    ModeFull,
+    NotActive,
+    RegistrationClosed,
+)
+
+
+@dataclass(frozen=True)
+class SignupData:
+    """Validated input for :func:`register` (from the form, the API or the back office)."""
+
+    email: str
+    first_name: str
+    last_name: str
+    organisation: str = ""
+    attendance: str | None = None
+    privacy_consent: bool = False
+    language: str = "de"
+
+
+@dataclass(frozen=True)
+class SignupResult:
+    registration: Registration
+    #: The secret for the manage link; only the participant (and their emails) ever see it.
+    manage_token: str
+    waitlist_position: int | None
+
+
+def lock_event(event_id: int) -> Event:
+    """Lock the event row for the rest of the transaction and return it freshly loaded."""
+    stmt = (
+        select(Event)
+        .where(Event.id == event_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return db.session.scalars(stmt).one()
+
+
+def _refresh(registration: Registration) -> Registration:
+    """Reload a registration after the event lock, so decisions use committed data."""
+    db.session.refresh(registration)
+    return registration
+
+
+def confirmed_count(event: Event, mode: Attendance | str) -> int:
+    return db.session.scalar(
+        select(func.count())
+        .select_from(Registration)
+        .where(
+            Registration.event_id == event.id,
+            Registration.attendance == mode,
+            Registration.status == RegistrationStatus.CONFIRMED,
+        )
+    )
+
+
+def waitlisted_count(event: Event, mode: Attendance | str) -> int:
+    return db.session.scalar(
+        select(func.count())
+        .select_from(Registration)
+        .where(
+            Registration.event_id == event.id,
+            Registration.attendance == mode,
+            Registration.status == RegistrationStatus.WAITLISTED,
+        )
+    )
+
+
+def has_seat(event: Event, mode: Attendance | str) -> bool:
+    capacity = event.capacity_for(mode)
+    return capacity is None or confirmed_count(event, mode) < capacity
+
+
+def waitlist_position(registration: Registration) -> int | None:
+    """1-based position among those waiting for the same event and mode, or ``None``."""
+    if registration.status != RegistrationStatus.WAITLISTED:
+        return None
+    return db.session.scalar(
+        select(func.count())
+        .select_from(Registration)
+        .where(
+            Registration.event_id == registration.event_id,
+            Registration.attendance == registration.attendance,
+            Registration.status == RegistrationStatus.WAITLISTED,
+            Registration.waitlist_order <= registration.waitlist_order,
+        )
+    )
+
+
+def _next_waitlist_order(event: Event) -> int:
+    current = db.session.scalar(
+        select(func.max(Registration.waitlist_order)).where(Registration.event_id == event.id)
+    )
+    return (current or 0) + 1
+
+
+def _resolve_attendance(event: Event, requested: str | None) -> Attendance:
+    modes = event.modes
+    if requested in (None, ""):
+        if len(modes) == 1:
+            return modes[0]
+        raise InvalidInput({"attendance": [_l("Please choose how you will attend.")]})
+    if requested not in {m.value for m in modes}:
+        if len(modes) == 1 and modes[0] == Attendance.ON_SITE:
+            message = _l("This event takes place on site only.")
+        elif len(modes) == 1:
+            message = _l("This event takes place online only.")
+        else:
+            message = _l("Please choose on site or online.")
+        raise InvalidInput({"attendance": [message]})
+    return Attendance(requested)
+
+
+def find_active(event: Event, email: str) -> Registration | None:
+    return db.session.scalars(
+        select(Registration).where(
+            Registration.event_id == event.id,
+            Registration.email_key == email.strip().lower(),
+            Registration.status.in_(ACTIVE_STATUSES),
+        )
+    ).first()
+
+
+def register(event: Event, data: SignupData, *, now: datetime | None = None) -> SignupResult:
+    """Sign a participant up: confirmed while seats are left, else waitlisted (if enabled).
+
+    Raises :class:`RegistrationClosed`, :class:`DuplicateRegistration`, :class:`EventFull` or
+    :class:`InvalidInput`. Nothing is written when it raises.
+    """
+    now = now or utcnow()
+    if not data.privacy_consent:
+        raise InvalidInput({"privacy_consent": [_l("Please agree to the privacy notice.")]})
+    event = lock_event(event.id)
+    if not event.is_open_at(now):
+        raise RegistrationClosed()
+    mode = _resolve_attendance(event, data.attendance)
+    if find_active(event, data.email) is not None:
+        raise DuplicateRegistration()
+
+    if has_seat(event, mode):
+        status, order = RegistrationStatus.CONFIRMED, None
+    elif event.waitlist_enabled:
+        status, order = RegistrationStatus.WAITLISTED, _next_waitlist_order(event)
+    else:
+        raise EventFull()
+
+    salt = tokens.new_salt()
+    manage_token = tokens.derive(salt, "manage")
+    registration = Registration(
+        event_id=event.id,
+        email=data.email.strip(),
+        email_key=data.email.strip().lower(),
+        first_name=data.first_name.strip(),
+        last_name=data.last_name.strip(),
+        organisation=(data.organisation or "").strip(),
+        attendance=mode,
+        status=status,
+        waitlist_order=order,
+        language=data.language,
+        privacy_consent_at=now,
+        created_at=now,
+        confirmed_at=now if status == RegistrationStatus.CONFIRMED else None,
+        token_salt=salt,
+        manage_token_hash=tokens.hash_token(manage_token),
+    )
+    db.session.add(registration)
+    try:
+        db.session.flush()
+    except IntegrityError as exc:  # the unique index is the last line of defence
+        db.session.rollback()
+        raise DuplicateRegistration() from exc
+    outbox.enqueue(
+        "confirmation" if status == RegistrationStatus.CONFIRMED else "waitlisted", registration
+    )
+    return SignupResult(registration, manage_token, waitlist_position(registration))
+
+
+def find_by_manage_token(token: str) -> Registration | None:
+    """The registration a manage link belongs to, or ``None`` (also for malformed tokens)."""
+    if not tokens.looks_like_token(token):
+        return None
+    return db.session.scalars(
+        select(Registration).where(Registration.manage_token_hash == tokens.hash_token(token))
+    ).first()
+
+
+def manage_token(registration: Registration) -> str:
+    return tokens.derive(registration.token_salt, "manage")
+
+
+def cancel(registration: Registration, *, now: datetime | None = None) -> list[Registration]:
+    """Cancel a registration; a freed seat goes to the first waiting person of that mode.
+
+    Cancelling twice is harmless (nothing happens the second time). Returns the promoted
+    registrations.
+    """
+    now = now or utcnow()
+    event = lock_event(registration.event_id)
+    registration = _refresh(registration)
+    if registration.status == RegistrationStatus.CANCELLED:
+        return []
+    held_seat = registration.status == RegistrationStatus.CONFIRMED
+    registration.status = RegistrationStatus.CANCELLED
+    registration.cancelled_at = now
+    db.session.flush()
+    outbox.enqueue("cancellation", registration)
+    if held_seat:
+        return promote_waitlisted(event, registration.attendance, now=now)
+    return []
+
+
+def promote_waitlisted(
+    event: Event, mode: Attendance | str, *, now: datetime | None = None
+) -> list[Registration]:
+    """Give free seats of ``mode`` to the earliest waiting participants, and tell them.
+
+    The caller must hold the event lock (:func:`lock_event`).
+    """
+    now = now or utcnow()
+    capacity = event.capacity_for(mode)
+    confirmed = confirmed_count(event, mode)
+    free = None if capacity is None else max(capacity - confirmed, 0)
+    if free == 0:
+        return []
+    stmt = (
+        select(Registration)
+        .where(
+            Registration.event_id == event.id,
+            Registration.attendance == mode,
+            Registration.status == RegistrationStatus.WAITLISTED,
+        )
+        .order_by(Registration.waitlist_order)
+    )
+    if free is not None:
+        stmt = stmt.limit(free)
+    promoted = list(db.session.scalars(stmt))
+    for registration in promoted:
+        registration.status = RegistrationStatus.CONFIRMED
+        registration.confirmed_at = now
+    db.session.flush()
+    for registration in promoted:
+        outbox.enqueue("promoted", registration)
+    return promoted
+
+
+def promote_all(event: Event, *, now: datetime | None = None) -> list[Registration]:
+    """Fill every mode's free seats from its waiting list (after capacity was raised)."""
+    promoted: list[Registration] = []
+    for mode in event.modes:
+        promoted.extend(promote_waitlisted(event, mode, now=now))
+    return promoted
+
+
+def change_attendance(
+    registration: Registration,
+    new_mode: str,
+    *,
+    accept_waitlist: bool = False,
+    now: datetime | None = None,
+) -> Registration:
+    """Switch a hybrid event's participant between on site and online.
+
+    With a seat free in the new mode the participant is confirmed there; otherwise, when the event
+    has a waiting list and they agreed (``accept_waitlist``), they join the new mode's waiting list
+    at its end, else :class:`ModeFull` is raised and nothing changes. A seat given up is passed to
+    the first waiting person of the old mode in the same transaction.
+    """
+    now = now or utcnow()
+    event = lock_event(registration.event_id)
+    registration = _refresh(registration)
+    if not registration.is_active:
+        raise NotActive()
+    if len(event.modes) < 2:
+        raise InvalidInput(
+            {"attendance": [_l("This event offers only one kind of attendance.")]}
+        )
+    mode = _resolve_attendance(event, new_mode)
+    if mode == registration.attendance:
+        return registration
+
+    old_mode, held_seat = registration.attendance, registration.status == (
+        RegistrationStatus.CONFIRMED
+    )
+    if has_seat(event, mode):
+        registration.status = RegistrationStatus.CONFIRMED
+        registration.confirmed_at = now
+        kind = "attendance_changed"
+    elif event.waitlist_enabled and accept_waitlist:
+        order = _next_waitlist_order(event)  # query before changing the row (autoflush)
+        registration.status = RegistrationStatus.WAITLISTED
+        registration.waitlist_order = order
+        kind = "waitlisted"
+    else:
+        raise ModeFull()
+    registration.attendance = mode
+    db.session.flush()
+    outbox.enqueue(kind, registration)
+    if held_seat:
+        promote_waitlisted(event, old_mode, now=now)
+    return registration
