@@ -8,7 +8,7 @@ from pathlib import Path
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from flask import Flask, current_app, has_request_context, request, session
-from flask_babel import get_locale
+from flask_babel import get_locale, refresh
 
 from .extensions import babel
 
@@ -66,3 +66,6 @@ def init_app(app: Flask) -> None:
         default_translation_directories=str(TRANSLATIONS_DIR),
     )
     app.jinja_env.globals["get_locale"] = get_locale
+    # Flask-Babel caches the locale on the app context; a context that outlives one request
+    # (tests, nested contexts) must not carry one reader's language into the next request.
+    app.before_request(refresh)
