@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 #: The insecure key the development config falls back to; production refuses to start with it.
 DEV_SECRET_KEY = "dev-insecure-change-me"  # noqa: S105
@@ -27,7 +27,7 @@ def _int(value: str | None, default: int | None) -> int | None:
 
 
 def _normalise_database_url(url: str) -> str:
-    """Accept the URLs hosting providers hand out (``postgres://``) and pick the psycopg 3 driver."""
+    """Accept ``postgres://`` URLs (as hosting providers hand out) and use the psycopg 3 driver."""
     if url.startswith("postgres://"):
         url = "postgresql://" + url.removeprefix("postgres://")
     if url.startswith("postgresql://"):
@@ -43,7 +43,7 @@ class Config:
     TESTING = False
 
     SQLALCHEMY_TRACK_MODIFICATIONS = False
-    SQLALCHEMY_ENGINE_OPTIONS: dict[str, Any] = {"pool_pre_ping": True}
+    SQLALCHEMY_ENGINE_OPTIONS: ClassVar[dict[str, Any]] = {"pool_pre_ping": True}
 
     BABEL_DEFAULT_LOCALE = "de"
     BABEL_DEFAULT_TIMEZONE = "UTC"
@@ -55,7 +55,9 @@ class Config:
     SESSION_COOKIE_SAMESITE = "Lax"
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None, instance_path: str = "instance") -> dict:
+    def from_env(
+        cls, environ: dict[str, str] | None = None, instance_path: str = "instance"
+    ) -> dict:
         """Build the settings dictionary from ``environ`` (default: ``os.environ``)."""
         env = dict(os.environ if environ is None else environ)
         settings = {key: getattr(cls, key) for key in dir(cls) if key.isupper()}
@@ -101,7 +103,7 @@ class TestingConfig(Config):
 
     @classmethod
     def default_secret_key(cls) -> str | None:
-        return "testing-secret-key"  # noqa: S105
+        return "testing-secret-key"
 
 
 class ProductionConfig(Config):
@@ -110,13 +112,16 @@ class ProductionConfig(Config):
     NAME = "production"
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None, instance_path: str = "instance") -> dict:
+    def from_env(
+        cls, environ: dict[str, str] | None = None, instance_path: str = "instance"
+    ) -> dict:
         settings = super().from_env(environ, instance_path)
         key = settings["SECRET_KEY"]
         if not key or key == DEV_SECRET_KEY or len(key) < 16:
             raise RuntimeError(
                 "SECRET_KEY is missing or too weak (at least 16 characters needed). Set it in the "
-                "environment, e.g. SECRET_KEY=$(python -c 'import secrets; print(secrets.token_hex(32))'). "
+                "environment, e.g. "
+                "SECRET_KEY=$(python -c 'import secrets; print(secrets.token_hex(32))'). "
                 "For a local trial run use REGISTRATION_CONFIG=development (what `make run` does)."
             )
         env = os.environ if environ is None else environ

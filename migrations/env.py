@@ -19,7 +19,7 @@ config.set_main_option(
 
 
 def render_item(type_, obj, autogen_context):
-    """Render the app's column types as plain SQLAlchemy types, so migrations never import the app."""
+    """Render the app's column types as plain SQLAlchemy types: migrations never import the app."""
     from registration.database import UTCDateTime
 
     if type_ == "type" and isinstance(obj, UTCDateTime):

@@ -18,7 +18,9 @@ def event_when(event: Event) -> str:
     start = event.starts_at.astimezone(zone)
     end = event.ends_at.astimezone(zone)
     day = format_date(start.date(), "full", locale=locale)
-    times = f"{format_time(start, 'HH:mm', locale=locale)}–{format_time(end, 'HH:mm', locale=locale)}"
+    times = (
+        f"{format_time(start, 'HH:mm', locale=locale)}–{format_time(end, 'HH:mm', locale=locale)}"
+    )
     if start.date() != end.date():
         end_day = format_date(end.date(), "full", locale=locale)
         times = f"{format_time(start, 'HH:mm', locale=locale)} – {end_day}, " + format_time(
@@ -31,7 +33,8 @@ def event_when(event: Event) -> str:
 def local_datetime(value: datetime, event: Event) -> str:
     locale = str(get_locale() or "de")
     local = value.astimezone(event.zone)
-    return f"{format_date(local.date(), 'medium', locale=locale)} {format_time(local, 'HH:mm', locale=locale)}"
+    day = format_date(local.date(), "medium", locale=locale)
+    return f"{day} {format_time(local, 'HH:mm', locale=locale)}"
 
 
 def init_app(app: Flask) -> None:

@@ -30,9 +30,9 @@ def select_locale() -> str:
     remembered = session.get("lang") if not request.path.startswith("/api/") else None
     if remembered in languages:
         return remembered
-    return request.accept_languages.best_match(languages) or current_app.config[
-        "BABEL_DEFAULT_LOCALE"
-    ]
+    return (
+        request.accept_languages.best_match(languages) or current_app.config["BABEL_DEFAULT_LOCALE"]
+    )
 
 
 def compile_translations(directory: Path = TRANSLATIONS_DIR) -> list[Path]:

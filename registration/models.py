@@ -28,7 +28,7 @@ from .timeutil import utcnow
 
 
 def _enum(cls: type[enum.Enum], name: str) -> Enum:
-    """Enum stored as its value in a VARCHAR with a CHECK constraint (portable, migration friendly)."""
+    """Enum stored as its value in a VARCHAR with a CHECK constraint (portable, easy to migrate)."""
     return Enum(
         cls,
         name=name,
@@ -203,7 +203,9 @@ class Registration(db.Model):
             postgresql_where=text("status != 'cancelled'"),
         ),
         # Waiting-list order is unique within an event.
-        UniqueConstraint("event_id", "waitlist_order", name="uq_registrations_event_waitlist_order"),
+        UniqueConstraint(
+            "event_id", "waitlist_order", name="uq_registrations_event_waitlist_order"
+        ),
         Index("ix_registrations_event_status_mode", "event_id", "status", "attendance"),
         CheckConstraint(
             "status != 'waitlisted' OR waitlist_order IS NOT NULL", name="waitlisted_has_order"

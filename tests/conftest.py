@@ -52,9 +52,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Any) -> str:
 
 
 @pytest.fixture
-def app(
-    database_url: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Flask]:
+def app(database_url: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Flask]:
     monkeypatch.setenv("INSTANCE_PATH", str(tmp_path / "instance"))
     monkeypatch.delenv("DATABASE_URL", raising=False)
     app = make_test_app(database_url)

@@ -245,13 +245,13 @@ def test_hybrid_event_requires_attendance(client, app):
 
 
 @pytest.mark.parametrize(
-    "raw", [b"not json", b"{", b"", b"\xff\xfe", b"null"], ids=["text", "broken", "empty", "bytes", "null"]
+    "raw",
+    [b"not json", b"{", b"", b"\xff\xfe", b"null"],
+    ids=["text", "broken", "empty", "bytes", "null"],
 )
 def test_body_that_is_not_json_is_400(client, app, raw):
     make_event()
-    response = client.post(
-        URL.format(slug="werkstatt"), data=raw, content_type="application/json"
-    )
+    response = client.post(URL.format(slug="werkstatt"), data=raw, content_type="application/json")
     assert response.status_code == 400
     assert response.json["error"] == "invalid_json"
 

@@ -106,7 +106,9 @@ def test_zero_capacity_goes_straight_to_the_waiting_list(app):
     assert register(event, 1).registration.status == RegistrationStatus.WAITLISTED
 
 
-@pytest.mark.parametrize("email", ["Person1@Example.org", "PERSON1@EXAMPLE.ORG", " person1@example.org "])
+@pytest.mark.parametrize(
+    "email", ["Person1@Example.org", "PERSON1@EXAMPLE.ORG", " person1@example.org "]
+)
 def test_one_active_registration_per_address_case_insensitive(app, email):
     event = make_event()
     register(event, 1)
@@ -168,9 +170,13 @@ def test_closed_events_take_no_sign_ups(app, changes, moment_offset):
     now = utcnow()
     overrides = {k: v for k, v in changes.items() if not k.endswith("_days")}
     if "registration_opens_at_days" in changes:
-        overrides["registration_opens_at"] = now + timedelta(days=changes["registration_opens_at_days"])
+        overrides["registration_opens_at"] = now + timedelta(
+            days=changes["registration_opens_at_days"]
+        )
     if "registration_closes_at_days" in changes:
-        overrides["registration_closes_at"] = now + timedelta(days=changes["registration_closes_at_days"])
+        overrides["registration_closes_at"] = now + timedelta(
+            days=changes["registration_closes_at_days"]
+        )
     event = make_event(**overrides)
     moment = event.starts_at + timedelta(minutes=1) if moment_offset == "after_start" else now
     with pytest.raises(RegistrationClosed):
@@ -180,7 +186,8 @@ def test_closed_events_take_no_sign_ups(app, changes, moment_offset):
 def test_registration_window_open(app):
     now = utcnow()
     event = make_event(
-        registration_opens_at=now - timedelta(days=1), registration_closes_at=now + timedelta(days=1)
+        registration_opens_at=now - timedelta(days=1),
+        registration_closes_at=now + timedelta(days=1),
     )
     assert register(event, 1).registration.status == RegistrationStatus.CONFIRMED
 

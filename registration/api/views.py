@@ -69,7 +69,9 @@ def _error(status: int, code: str, message: str) -> tuple[Any, int]:
 
 
 def _validation_error(errors: dict[str, list[str]]) -> tuple[Any, int]:
-    return jsonify({"errors": {field: [str(m) for m in msgs] for field, msgs in errors.items()}}), 422
+    return jsonify(
+        {"errors": {field: [str(m) for m in msgs] for field, msgs in errors.items()}}
+    ), 422
 
 
 def manage_url(token: str) -> str:

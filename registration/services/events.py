@@ -191,7 +191,9 @@ def parse_event(record: Any, label: str) -> EventData:
     attrs["dial_in_url"] = check.text(dial_in, "url", "dial_in.url", max_length=500)
     if attrs["dial_in_url"] and not attrs["dial_in_url"].startswith(("https://", "http://")):
         check.error("dial_in.url", "must start with https:// or http://")
-    attrs["dial_in_meeting_id"] = check.text(dial_in, "meeting_id", "dial_in.meeting_id", max_length=100)
+    attrs["dial_in_meeting_id"] = check.text(
+        dial_in, "meeting_id", "dial_in.meeting_id", max_length=100
+    )
     attrs["dial_in_passcode"] = check.text(dial_in, "passcode", "dial_in.passcode", max_length=100)
     attrs["dial_in_phone"] = check.text(dial_in, "phone", "dial_in.phone", max_length=1000)
     attrs["dial_in_instructions"] = check.text(
@@ -259,7 +261,8 @@ def upsert_event(data: EventData) -> tuple[Event, bool]:
         confirmed = confirmed_count(event, mode)
         if not keeps_mode and (confirmed or waitlisted_count(event, mode)):
             raise CapacityConflict(
-                f"{data.slug}: cannot drop {mode.value} attendance, participants are registered for it"
+                f"{data.slug}: cannot drop {mode.value} attendance, "
+                "participants are registered for it"
             )
         capacity = attrs["capacity_on_site" if mode == Attendance.ON_SITE else "capacity_online"]
         if keeps_mode and capacity is not None and capacity < confirmed:
@@ -273,4 +276,3 @@ def upsert_event(data: EventData) -> tuple[Event, bool]:
     db.session.flush()
     promote_all(event)
     return event, False
-

@@ -297,15 +297,14 @@ def change_attendance(
     if not registration.is_active:
         raise NotActive()
     if len(event.modes) < 2:
-        raise InvalidInput(
-            {"attendance": [_l("This event offers only one kind of attendance.")]}
-        )
+        raise InvalidInput({"attendance": [_l("This event offers only one kind of attendance.")]})
     mode = _resolve_attendance(event, new_mode)
     if mode == registration.attendance:
         return registration
 
-    old_mode, held_seat = registration.attendance, registration.status == (
-        RegistrationStatus.CONFIRMED
+    old_mode, held_seat = (
+        registration.attendance,
+        registration.status == (RegistrationStatus.CONFIRMED),
     )
     if has_seat(event, mode):
         registration.status = RegistrationStatus.CONFIRMED
