@@ -192,13 +192,22 @@ def register(event: Event, data: SignupData, *, now: datetime | None = None) -> 
     db.session.add(registration)
     try:
         db.session.flush()
-    except IntegrityError as exc:  # the unique index is the last line of defence
+    except IntegrityError as exc:
         db.session.rollback()
-        raise DuplicateRegistration() from exc
+        if _is_duplicate_email(exc):  # the unique index is the last line of defence
+            raise DuplicateRegistration() from exc
+        raise  # anything else is a bug (e.g. in locking) and must not pass as a duplicate
     outbox.enqueue(
         "confirmation" if status == RegistrationStatus.CONFIRMED else "waitlisted", registration
     )
     return SignupResult(registration, manage_token, waitlist_position(registration))
+
+
+def _is_duplicate_email(exc: IntegrityError) -> bool:
+    """Whether ``exc`` is a violation of the one-active-registration-per-address index."""
+    text = str(exc.orig)
+    # PostgreSQL names the index; SQLite names the columns.
+    return "uq_registrations_event_email_active" in text or "registrations.email_key" in text
 
 
 def find_by_manage_token(token: str) -> Registration | None:
