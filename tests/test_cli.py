@@ -80,6 +80,19 @@ def test_import_creates_events_with_every_field(runner, tmp_path):
     assert fachtagung.registration_closes_at.isoformat() == "2030-12-01T11:00:00+00:00"
 
 
+def test_import_uses_the_configured_zone_when_none_is_given(app, runner, tmp_path):
+    app.config["TIMEZONE"] = "America/New_York"
+    record = event_record(
+        starts_at="2030-06-01T10:00:00-04:00", ends_at="2030-06-01T12:00:00-04:00"
+    )
+    del record["timezone"]
+    assert (
+        runner.invoke(args=["events", "import", write(tmp_path, {"events": [record]})]).exit_code
+        == 0
+    )
+    assert events()[0].timezone == "America/New_York"
+
+
 def test_import_updates_by_slug(runner, tmp_path):
     runner.invoke(args=["events", "import", write(tmp_path, {"events": [event_record()]})])
     changed = event_record(title="Neuer Titel", capacity={"on_site": 70, "online": None})

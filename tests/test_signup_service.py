@@ -144,9 +144,10 @@ def test_the_database_refuses_a_second_active_registration(app):
         manage_token_hash="f" * 64,
     )  # fmt: skip
     db.session.add(clone)
-    with pytest.raises(IntegrityError):
+    with pytest.raises(IntegrityError) as caught:
         db.session.commit()
     db.session.rollback()
+    assert signup._is_duplicate_email(caught.value)
 
 
 def test_consent_is_required(app):

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
+from flask import current_app
 from sqlalchemy import select
 
 from ..extensions import db
@@ -126,6 +127,11 @@ class _Checker:
         return value
 
 
+def default_timezone() -> str:
+    """The zone for events that name none: the ``TIMEZONE`` setting."""
+    return current_app.config.get("TIMEZONE") or "Europe/Berlin"
+
+
 def parse_event(record: Any, label: str) -> EventData:
     """Validate one event record of the import format; raises :class:`EventDataError`."""
     if not isinstance(record, Mapping):
@@ -153,7 +159,7 @@ def parse_event(record: Any, label: str) -> EventData:
     if starts_at and ends_at and ends_at <= starts_at:
         check.error("ends_at", "must be after starts_at")
     attrs["starts_at"], attrs["ends_at"] = starts_at, ends_at
-    timezone = check.text(record, "timezone", "timezone", max_length=64) or "Europe/Berlin"
+    timezone = check.text(record, "timezone", "timezone", max_length=64) or default_timezone()
     if not is_valid_timezone(timezone):
         check.error("timezone", f"is not a known IANA time zone: {timezone!r}")
     attrs["timezone"] = timezone
