@@ -25,9 +25,9 @@ events_cli = AppGroup("events", help="Create and update events.")
 users_cli = AppGroup("users", help="Manage back-office accounts.")
 
 
-def import_document(document: Any) -> list[tuple[str, bool]]:
+def import_document(document: Any, base_dir: Path | None = None) -> list[tuple[str, bool]]:
     """Validate and apply a whole import document in one transaction; all or nothing."""
-    parsed = parse_event_file(document)
+    parsed = parse_event_file(document, base_dir)
     results: list[tuple[str, bool]] = []
     try:
         for data in parsed:
@@ -54,7 +54,7 @@ def import_events(file: Path) -> None:
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise click.ClickException(f"{file}: not valid UTF-8 JSON: {exc}") from exc
     try:
-        results = import_document(document)
+        results = import_document(document, file.parent)
     except EventDataError as exc:
         raise click.ClickException(
             f"{file}: nothing was imported.\n" + "\n".join(f"  - {m}" for m in exc.messages)
@@ -66,7 +66,8 @@ def import_events(file: Path) -> None:
 def demo_command() -> None:
     """Load the two sample events, dated a few weeks from today (safe to run again)."""
     document = demo.demo_document(date.today())
-    _report(import_document(document))
+    with demo.assets_dir() as base_dir:
+        _report(import_document(document, base_dir))
 
 
 @users_cli.command("create")

@@ -5,10 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 
 from babel.dates import format_date, format_time
+from babel.numbers import format_decimal
 from flask import Flask
-from flask_babel import get_locale
+from flask_babel import get_locale, ngettext
+from flask_babel import gettext as _
 
-from .models import Event
+from .markup import render_markdown
+from .models import Answer, Attendance, Event, EventFormat, EventStatus
+from .services import answers
+from .services.seats import SeatStatus
 
 
 def event_when(event: Event) -> str:
@@ -37,6 +42,65 @@ def local_datetime(value: datetime, event: Event) -> str:
     return f"{day} {format_time(local, 'HH:mm', locale=locale)}"
 
 
+def mode_name(mode: Attendance | str) -> str:
+    return _("On site") if mode == Attendance.ON_SITE else _("Online")
+
+
+def format_name(event: Event) -> str:
+    return {
+        EventFormat.ON_SITE: _("On site"),
+        EventFormat.ONLINE: _("Online"),
+        EventFormat.HYBRID: _("Hybrid (on site and online)"),
+    }[event.format]
+
+
+def seat_text(status: SeatStatus, waitlist_enabled: bool) -> str:
+    """E.g. "noch 12 Plätze frei", "ausgebucht – Warteliste", "ausgebucht"."""
+    if status.available is None:
+        return _("seats available")
+    if status.available > 0:
+        return ngettext("%(num)d seat left", "%(num)d seats left", status.available)
+    return _("fully booked – waiting list") if waitlist_enabled else _("fully booked")
+
+
+def event_state(event: Event, seats: dict[Attendance, SeatStatus]) -> str:
+    """One line for the event list: cancelled, closed, or the seats of each mode."""
+    if event.status == EventStatus.CANCELLED:
+        return _("Cancelled")
+    if not event.is_open:
+        return _("Registration closed")
+    texts = [seat_text(seats[mode], event.waitlist_enabled) for mode in event.modes]
+    if len(texts) == 1:
+        return texts[0]
+    return " · ".join(
+        f"{mode_name(mode)}: {text}" for mode, text in zip(event.modes, texts, strict=True)
+    )
+
+
+def tel_href(phone: str) -> str:
+    """ "+49 3641 873-0030" -> "+4936418730030" for tel: links."""
+    return "".join(c for c in phone if c.isdigit() or c == "+")
+
+
+def filesize(size: int) -> str:
+    locale = str(get_locale() or "de")
+    if size < 1024 * 1024:
+        return f"{format_decimal(max(size / 1024, 0.1), '#,##0.#', locale=locale)} KB"
+    return f"{format_decimal(size / (1024 * 1024), '#,##0.#', locale=locale)} MB"
+
+
+def answer_text(answer: Answer) -> str:
+    return answers.display(answer.question, answer.value)
+
+
 def init_app(app: Flask) -> None:
     app.add_template_filter(event_when, "event_when")
     app.add_template_filter(local_datetime, "local_datetime")
+    app.add_template_filter(event_state, "event_state")
+    app.add_template_filter(seat_text, "seat_text")
+    app.add_template_filter(mode_name, "mode_name")
+    app.add_template_filter(format_name, "format_name")
+    app.add_template_filter(render_markdown, "markdown")
+    app.add_template_filter(tel_href, "tel_href")
+    app.add_template_filter(filesize, "filesize")
+    app.add_template_filter(answer_text, "answer_text")

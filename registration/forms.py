@@ -2,13 +2,37 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from flask_babel import lazy_gettext as _l
-from wtforms import Field, Form, StringField
-from wtforms.validators import AnyOf, DataRequired, Email, Length, Optional, ValidationError
+from flask_wtf import FlaskForm
+from wtforms import (
+    BooleanField,
+    Field,
+    Form,
+    RadioField,
+    SelectMultipleField,
+    StringField,
+    TextAreaField,
+)
+from wtforms.fields import SelectChoice
+from wtforms.validators import (
+    AnyOf,
+    DataRequired,
+    Email,
+    InputRequired,
+    Length,
+    Optional,
+    StopValidation,
+    ValidationError,
+)
+from wtforms.widgets import CheckboxInput, ListWidget
 
-from .models import Attendance
+from .formatting import mode_name, seat_text
+from .models import Attendance, Event, Question, QuestionKind
+from .services import answers
+from .services.seats import SeatStatus
 
 
 def strip(value: Any) -> Any:
@@ -77,4 +101,124 @@ class ApiSignupForm(ParticipantFields, Form):
     )
     language = StringField(
         validators=[Optional(), AnyOf(["de", "en"], message=_l("Please choose de or en."))]
+    )
+
+
+# --- The public sign-up form ----------------------------------------------------------------
+
+
+class MultiCheckboxField(SelectMultipleField):
+    """Checkboxes for a multiple choice (rendered by the template as a fieldset)."""
+
+    widget = ListWidget(prefix_label=False)
+    option_widget = CheckboxInput()
+
+
+def answer_validator(question: Question) -> Callable[[Form, Field], None]:
+    """Validate a custom question's field with the service's rules (one source of truth)."""
+
+    def validate(_form: Form, field: Field) -> None:
+        try:
+            answers.check_answer(question, field.data)
+        except answers.AnswerError as exc:
+            raise StopValidation(str(exc.message)) from exc
+
+    return validate
+
+
+def question_field(question: Question) -> Field:
+    label = question.label
+    common: dict[str, Any] = {
+        "description": question.help_text,
+        "validators": [answer_validator(question)],
+    }
+    if question.kind == QuestionKind.TEXT:
+        return TextAreaField(label, filters=[strip], **common)
+    if question.kind == QuestionKind.SINGLE_CHOICE:
+        return RadioField(
+            label, choices=[SelectChoice(o) for o in question.options], validate_choice=False,
+            **common,
+        )  # fmt: skip
+    if question.kind == QuestionKind.MULTIPLE_CHOICE:
+        return MultiCheckboxField(
+            label, choices=[SelectChoice(o) for o in question.options], validate_choice=False,
+            **common,
+        )  # fmt: skip
+    return RadioField(
+        label,
+        choices=[SelectChoice("yes", _l("Yes")), SelectChoice("no", _l("No"))],
+        validate_choice=False,
+        **common,
+    )
+
+
+def question_field_name(question: Question) -> str:
+    return f"q_{question.key}"
+
+
+class BaseSignupForm(ParticipantFields, FlaskForm):
+    """The fields every event's form has; :func:`signup_form_class` adds the event's own."""
+
+    privacy_consent = BooleanField(
+        _l("I agree that my details are processed to organise this event."),
+        validators=[DataRequired(_l("Please agree to the privacy notice."))],
+    )
+    #: Honeypot: hidden from people (CSS and aria-hidden), filled in by naive bots.
+    homepage = StringField(_l("Leave this field empty"))
+
+    def validate_homepage(self, field: Field) -> None:
+        if field.data:
+            raise ValidationError(_l("Please leave this field empty."))
+
+    def question_fields(self) -> list[Field]:
+        return [self[question_field_name(q)] for q in self._questions]
+
+    def answers_data(self) -> dict[str, Any]:
+        return {q.key: self[question_field_name(q)].data for q in self._questions}
+
+    _questions: list[Question] = []  # noqa: RUF012  (set per event class)
+
+
+def signup_form_class(event: Event, seats: dict[Attendance, SeatStatus]) -> type[BaseSignupForm]:
+    """The sign-up form for ``event``: attendance choice for hybrid events, its questions."""
+
+    class SignupForm(BaseSignupForm):
+        pass
+
+    SignupForm._questions = list(event.questions)
+    if len(event.modes) > 1:
+        choices = [
+            SelectChoice(
+                mode.value, f"{mode_name(mode)} ({seat_text(seats[mode], event.waitlist_enabled)})"
+            )
+            for mode in event.modes
+        ]
+        SignupForm.attendance = RadioField(
+            _l("How will you attend?"),
+            choices=choices,
+            validate_choice=False,
+            validators=[
+                InputRequired(_l("Please choose how you will attend.")),
+                AnyOf(
+                    [m.value for m in event.modes], message=_l("Please choose how you will attend.")
+                ),
+            ],
+        )
+    for question in event.questions:
+        setattr(SignupForm, question_field_name(question), question_field(question))
+    return SignupForm
+
+
+class CancelForm(FlaskForm):
+    """The confirmation step of a cancellation (CSRF-protected)."""
+
+
+class AttendanceForm(FlaskForm):
+    attendance = RadioField(
+        _l("Attend"),
+        choices=[SelectChoice(m.value) for m in Attendance],
+        validators=[InputRequired(_l("Please choose how you will attend."))],
+    )
+    accept_waitlist = BooleanField(
+        _l("Yes, put me on the waiting list for this kind of attendance.")
     )

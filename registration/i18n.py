@@ -7,7 +7,7 @@ from pathlib import Path
 
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
-from flask import Flask, current_app, has_request_context, request, session
+from flask import Flask, current_app, has_request_context, request, session, url_for
 from flask_babel import get_locale, refresh
 
 from .extensions import babel
@@ -33,6 +33,14 @@ def select_locale() -> str:
     return (
         request.accept_languages.best_match(languages) or current_app.config["BABEL_DEFAULT_LOCALE"]
     )
+
+
+def language_url(code: str) -> str:
+    """The current page in another language (keeps the page's own parameters)."""
+    if request.endpoint is None or request.url_rule is None or request.method != "GET":
+        return f"{request.path}?lang={code}"
+    args = {**request.args.to_dict(), **(request.view_args or {}), "lang": code}
+    return url_for(request.endpoint, **args)
 
 
 def compile_translations(directory: Path = TRANSLATIONS_DIR) -> list[Path]:
@@ -66,6 +74,7 @@ def init_app(app: Flask) -> None:
         default_translation_directories=str(TRANSLATIONS_DIR),
     )
     app.jinja_env.globals["get_locale"] = get_locale
+    app.jinja_env.globals["language_url"] = language_url
     # Flask-Babel caches the locale on the app context; a context that outlives one request
     # (tests, nested contexts) must not carry one reader's language into the next request.
     app.before_request(refresh)

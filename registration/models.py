@@ -63,6 +63,18 @@ class RegistrationStatus(enum.StrEnum):
     CANCELLED = "cancelled"
 
 
+class QuestionKind(enum.StrEnum):
+    TEXT = "text"
+    SINGLE_CHOICE = "single_choice"
+    MULTIPLE_CHOICE = "multiple_choice"
+    YES_NO = "yes_no"
+
+
+class FileKind(enum.StrEnum):
+    TITLE_IMAGE = "title_image"
+    ATTACHMENT = "attachment"
+
+
 class OutboxStatus(enum.StrEnum):
     PENDING = "pending"
     SENT = "sent"
@@ -147,11 +159,27 @@ class Event(db.Model):
     #: Dial-in details go out this many hours before the start.
     dial_in_hours_before: Mapped[int] = mapped_column(Integer, default=24)
 
+    #: Credit line and alternative text of the title image (the image itself is an EventFile).
+    title_image_credit: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    title_image_alt: Mapped[str] = mapped_column(String(300), default="", server_default="")
+
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
     registrations: Mapped[list[Registration]] = relationship(
         back_populates="event", cascade="all, delete-orphan", passive_deletes=True
+    )
+    questions: Mapped[list[Question]] = relationship(
+        back_populates="event",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        order_by="Question.position",
+    )
+    files: Mapped[list[EventFile]] = relationship(
+        back_populates="event",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        order_by="EventFile.position",
     )
 
     def __repr__(self) -> str:
@@ -184,6 +212,14 @@ class Event(db.Model):
     @property
     def is_open(self) -> bool:
         return self.is_open_at(utcnow())
+
+    @property
+    def title_image(self) -> EventFile | None:
+        return next((f for f in self.files if f.kind == FileKind.TITLE_IMAGE), None)
+
+    @property
+    def attachments(self) -> list[EventFile]:
+        return [f for f in self.files if f.kind == FileKind.ATTACHMENT]
 
     @property
     def has_dial_in(self) -> bool:
@@ -245,6 +281,9 @@ class Registration(db.Model):
     manage_token_hash: Mapped[str] = mapped_column(String(64), unique=True)
 
     event: Mapped[Event] = relationship(back_populates="registrations")
+    answers: Mapped[list[Answer]] = relationship(
+        back_populates="registration", cascade="all, delete-orphan", passive_deletes=True
+    )
 
     def __repr__(self) -> str:
         return f"<Registration {self.id} {self.status} {self.attendance}>"
@@ -256,6 +295,78 @@ class Registration(db.Model):
     @property
     def is_active(self) -> bool:
         return self.status in ACTIVE_STATUSES
+
+
+class Question(db.Model):
+    """A custom question an event asks on its sign-up form."""
+
+    __tablename__ = "questions"
+    __table_args__ = (UniqueConstraint("event_id", "key", name="uq_questions_event_key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"), index=True)
+    #: Stable identifier within the event (import files and API answers use it), e.g. "lunch".
+    key: Mapped[str] = mapped_column(String(40))
+    #: Order on the form.
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    label: Mapped[str] = mapped_column(String(300))
+    help_text: Mapped[str] = mapped_column(String(500), default="")
+    kind: Mapped[QuestionKind] = mapped_column(_enum(QuestionKind, "question_kind"))
+    required: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: The choices of single and multiple choice questions, in order.
+    options: Mapped[list[str]] = mapped_column(JSON, default=list)
+
+    event: Mapped[Event] = relationship(back_populates="questions")
+
+    def __repr__(self) -> str:
+        return f"<Question {self.key}>"
+
+
+class Answer(db.Model):
+    """A participant's answer to a custom question."""
+
+    __tablename__ = "answers"
+    __table_args__ = (
+        UniqueConstraint("registration_id", "question_id", name="uq_answers_registration_question"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    registration_id: Mapped[int] = mapped_column(
+        ForeignKey("registrations.id", ondelete="CASCADE"), index=True
+    )
+    question_id: Mapped[int] = mapped_column(
+        ForeignKey("questions.id", ondelete="CASCADE"), index=True
+    )
+    #: A string (text, single choice), a list of strings (multiple choice) or a bool (yes/no).
+    value: Mapped[Any] = mapped_column(JSON)
+
+    registration: Mapped[Registration] = relationship(back_populates="answers")
+    question: Mapped[Question] = relationship()
+
+
+class EventFile(db.Model):
+    """A title image or an attachment (e.g. a flyer) of an event, stored under instance/uploads."""
+
+    __tablename__ = "event_files"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[FileKind] = mapped_column(_enum(FileKind, "file_kind"))
+    #: Link text shown for an attachment, e.g. "Save-the-Date-Flyer".
+    title: Mapped[str] = mapped_column(String(200), default="")
+    #: Safe download name (ASCII letters, digits, dot, hyphen, underscore).
+    filename: Mapped[str] = mapped_column(String(200))
+    content_type: Mapped[str] = mapped_column(String(100))
+    size: Mapped[int] = mapped_column(Integer)
+    #: Name of the file under the uploads folder (random, never user input).
+    storage_name: Mapped[str] = mapped_column(String(100), unique=True)
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    event: Mapped[Event] = relationship(back_populates="files")
+
+    def __repr__(self) -> str:
+        return f"<EventFile {self.kind} {self.filename}>"
 
 
 class Organiser(db.Model):

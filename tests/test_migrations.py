@@ -37,8 +37,10 @@ def test_migrations_match_the_models(kind, tmp_path, monkeypatch):
         with app.app_context():
             upgrade()
             with db.engine.connect() as conn:
+                # Alembic cannot compare SQLite's reflected server defaults reliably ('' vs "''").
                 context = MigrationContext.configure(
-                    conn, opts={"compare_type": True, "compare_server_default": True}
+                    conn,
+                    opts={"compare_type": True, "compare_server_default": kind == "postgresql"},
                 )
                 differences = compare_metadata(context, db.metadata)
                 tables = set(inspect(conn).get_table_names())

@@ -54,6 +54,17 @@ def event_json(event: Event, seats: dict[Any, SeatStatus]) -> dict[str, Any]:
         "status": str(event.status),
         "registration_open": event.is_open,
         "seats": _seats_json(seats),
+        "questions": [
+            {
+                "key": q.key,
+                "label": q.label,
+                "help": q.help_text,
+                "kind": str(q.kind),
+                "required": q.required,
+                "options": list(q.options or []),
+            }
+            for q in event.questions
+        ],
     }
 
 
@@ -107,6 +118,9 @@ def _parse_signup(body: Any) -> signup.SignupData:
         value = body.get(name)
         if value is not None and not isinstance(value, str):
             errors[name] = [_l("This field must be a string.")]
+    raw_answers = body.get("answers")
+    if raw_answers is not None and not isinstance(raw_answers, dict):
+        errors["answers"] = [_l("Answers must be an object of question key and answer.")]
     consent = body.get("privacy_consent")
     if consent is not True:
         errors["privacy_consent"] = [_l("Please agree to the privacy notice (true).")]
@@ -127,6 +141,7 @@ def _parse_signup(body: Any) -> signup.SignupData:
         attendance=form.attendance.data or None,
         privacy_consent=True,
         language=form.language.data or str(get_locale() or "de"),
+        answers=raw_answers or {},
     )
 
 

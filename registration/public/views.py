@@ -1,23 +1,62 @@
-"""Public pages (a first cut: the list, the event page and the manage page)."""
+"""Pages for participants: event list, event page with sign-up, manage page, calendar files."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, abort, render_template
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    send_file,
+    url_for,
+)
+from flask_babel import get_locale
+from flask_babel import gettext as _
+from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy import select
 
+from .. import ics
 from ..extensions import db
-from ..models import Event, EventStatus
-from ..services import signup
+from ..forms import AttendanceForm, CancelForm, signup_form_class
+from ..models import Event, EventFile, EventStatus, Registration
+from ..services import files, signup
+from ..services.errors import InvalidInput, ModeFull, RegistrationClosed, ServiceError
 from ..services.seats import seat_status
 from ..timeutil import utcnow
 
 bp = Blueprint("public", __name__)
 
+#: How long the link to the "thank you" page works (it shows the name and the status).
+THANKS_MAX_AGE = 3600
+
+
+def _visible_event_or_404(slug: str) -> Event:
+    event = db.session.scalars(select(Event).where(Event.slug == slug)).first()
+    if event is None or event.status == EventStatus.DRAFT:
+        abort(404)
+    return event
+
+
+def _registration_or_404(token: str) -> Registration:
+    registration = signup.find_by_manage_token(token)
+    if registration is None:
+        abort(404)
+    return registration
+
+
+def _thanks_serializer() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="signup-thanks")
+
 
 @bp.get("/")
 def index() -> Any:
+    """Upcoming events, soonest first (cancelled ones stay listed, marked)."""
     events = list(
         db.session.scalars(
             select(Event)
@@ -28,21 +67,240 @@ def index() -> Any:
     return render_template("public/index.html", events=events, seats=seat_status(events))
 
 
-@bp.get("/events/<slug>")
+@bp.get("/archive")
+def archive() -> Any:
+    events = list(
+        db.session.scalars(
+            select(Event)
+            .where(Event.status != EventStatus.DRAFT, Event.ends_at <= utcnow())
+            .order_by(Event.starts_at.desc(), Event.id)
+        )
+    )
+    return render_template("public/archive.html", events=events)
+
+
+def _signup(event: Event, *, embed: bool) -> Any:
+    """The sign-up form of an event page (or its embeddable copy): show, validate, register."""
+    seats = seat_status([event])[event.id]
+    form_class = signup_form_class(event, seats)
+    form = form_class(meta={"csrf": False}) if embed else form_class()
+    if request.method != "POST":
+        pass
+    elif embed and not _embed_token_valid(event):
+        form.form_errors.append(_("The form has expired. Please reload the page and try again."))
+    elif not event.is_open:
+        form.form_errors.append(str(RegistrationClosed()))
+    elif form.validate():
+        data = signup.SignupData(
+            email=form.email.data,
+            first_name=form.first_name.data,
+            last_name=form.last_name.data,
+            organisation=form.organisation.data or "",
+            attendance=form.attendance.data if "attendance" in form else None,
+            privacy_consent=bool(form.privacy_consent.data),
+            language=str(get_locale() or "de"),
+            answers=form.answers_data(),
+        )
+        try:
+            result = signup.register(event, data)
+        except InvalidInput as exc:
+            db.session.rollback()
+            for name, messages in exc.errors.items():
+                field_name = "q_" + name.removeprefix("answers.") if "." in name else name
+                target = form._fields.get(field_name)
+                if target is not None:
+                    target.errors = [*target.errors, *messages]
+                else:
+                    form.form_errors.extend(messages)
+        except ServiceError as exc:
+            db.session.rollback()
+            form.form_errors.append(str(exc))
+        else:
+            db.session.commit()
+            ticket = _thanks_serializer().dumps(result.manage_token)
+            endpoint = "public.embed_thanks" if embed else "public.thanks"
+            return redirect(url_for(endpoint, slug=event.slug, ticket=ticket))
+    status = 422 if request.method == "POST" else 200
+    return render_template(
+        "public/embed.html" if embed else "public/event.html",
+        event=event,
+        seats=seats,
+        form=form,
+        embed_token=_embed_token(event) if embed else None,
+    ), status
+
+
+@bp.route("/events/<slug>", methods=["GET", "POST"])
 def event(slug: str) -> Any:
-    event = db.session.scalars(select(Event).where(Event.slug == slug)).first()
-    if event is None or event.status == EventStatus.DRAFT:
+    return _signup(_visible_event_or_404(slug), embed=False)
+
+
+@bp.route("/events/<slug>/embed", methods=["GET", "POST"])
+def embed(slug: str) -> Any:
+    """The form alone, for an iframe on the organiser's website (see EMBED_ALLOWED_ORIGINS).
+
+    Browsers do not keep our session cookie inside a third-party iframe, so the session-based
+    CSRF token cannot work here. The form instead carries a signed, expiring token of its own;
+    like the JSON API, a sign-up needs no logged-in state an attacker could abuse.
+    """
+    return _signup(_visible_event_or_404(slug), embed=True)
+
+
+def _embed_serializer() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="embed-form")
+
+
+def _embed_token(event: Event) -> str:
+    return _embed_serializer().dumps(event.slug)
+
+
+def _embed_token_valid(event: Event) -> bool:
+    try:
+        slug = _embed_serializer().loads(request.form.get("form_token", ""), max_age=86400)
+    except BadSignature:
+        return False
+    return slug == event.slug
+
+
+def _thanks(slug: str, template: str) -> Any:
+    event = _visible_event_or_404(slug)
+    try:
+        token = _thanks_serializer().loads(request.args.get("ticket", ""), max_age=THANKS_MAX_AGE)
+    except BadSignature:
+        return redirect(url_for("public.event", slug=slug))
+    registration = signup.find_by_manage_token(token)
+    if registration is None or registration.event_id != event.id:
+        return redirect(url_for("public.event", slug=slug))
+    return render_template(
+        template,
+        event=event,
+        registration=registration,
+        position=signup.waitlist_position(registration),
+        manage_token=token,
+    )
+
+
+@bp.get("/events/<slug>/thanks")
+def thanks(slug: str) -> Any:
+    return _thanks(slug, "public/thanks.html")
+
+
+@bp.get("/events/<slug>/embed/thanks")
+def embed_thanks(slug: str) -> Any:
+    return _thanks(slug, "public/embed_thanks.html")
+
+
+def _ics_response(body: bytes, filename: str) -> Response:
+    response = Response(body, mimetype="text/calendar")
+    response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+@bp.get("/events/<slug>.ics")
+def event_ics(slug: str) -> Response:
+    event = _visible_event_or_404(slug)
+    return _ics_response(ics.event_calendar(event), f"{event.slug}.ics")
+
+
+@bp.get("/events.ics")
+def events_ics() -> Response:
+    events = db.session.scalars(
+        select(Event)
+        .where(Event.status != EventStatus.DRAFT, Event.ends_at > utcnow())
+        .order_by(Event.starts_at, Event.id)
+    )
+    return _ics_response(ics.feed(events, _("Events and workshops")), "events.ics")
+
+
+@bp.get("/events/<slug>/files/<int:file_id>/<filename>")
+def event_file(slug: str, file_id: int, filename: str) -> Response:
+    event = _visible_event_or_404(slug)
+    file = db.session.get(EventFile, file_id)
+    if file is None or file.event_id != event.id or file.filename != filename:
         abort(404)
-    return render_template("public/event.html", event=event, seats=seat_status([event])[event.id])
+    path = files.path_of(file)
+    if not path.is_file():
+        abort(404)
+    response = send_file(
+        path,
+        mimetype=file.content_type,
+        download_name=file.filename,
+        as_attachment=False,
+        max_age=3600,
+    )
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+@bp.get("/privacy")
+def privacy() -> Any:
+    return render_template("public/privacy.html")
+
+
+# --- The participant's own registration ---------------------------------------------------------
+
+
+def _manage_page(registration: Registration, token: str, **extra: Any) -> Any:
+    return render_template(
+        "public/manage.html",
+        registration=registration,
+        event=registration.event,
+        token=token,
+        position=signup.waitlist_position(registration),
+        seats=seat_status([registration.event])[registration.event_id],
+        attendance_form=extra.pop("attendance_form", None) or AttendanceForm(),
+        **extra,
+    )
 
 
 @bp.get("/manage/<token>")
 def manage(token: str) -> Any:
-    registration = signup.find_by_manage_token(token)
-    if registration is None:
-        abort(404)
+    return _manage_page(_registration_or_404(token), token)
+
+
+@bp.route("/manage/<token>/cancel", methods=["GET", "POST"])
+def cancel(token: str) -> Any:
+    registration = _registration_or_404(token)
+    form = CancelForm()
+    if form.validate_on_submit():
+        signup.cancel(registration)
+        db.session.commit()
+        flash(_("Your registration has been cancelled."), "success")
+        return redirect(url_for("public.manage", token=token))
     return render_template(
-        "public/manage.html",
-        registration=registration,
-        position=signup.waitlist_position(registration),
-    )
+        "public/cancel.html", registration=registration, event=registration.event, token=token,
+        form=form,
+    )  # fmt: skip
+
+
+@bp.post("/manage/<token>/attendance")
+def change_attendance(token: str) -> Any:
+    registration = _registration_or_404(token)
+    form = AttendanceForm()
+    if not form.validate_on_submit():
+        return _manage_page(registration, token, attendance_form=form), 422
+    try:
+        updated = signup.change_attendance(
+            registration, form.attendance.data, accept_waitlist=bool(form.accept_waitlist.data)
+        )
+    except ModeFull:
+        db.session.rollback()
+        return _manage_page(
+            registration, token, attendance_form=form, offer_waitlist=form.attendance.data
+        ), 409
+    except ServiceError as exc:
+        db.session.rollback()
+        flash(str(exc), "error")
+        return redirect(url_for("public.manage", token=token))
+    db.session.commit()
+    if updated.status == "waitlisted":
+        flash(_("You are now on the waiting list for this kind of attendance."), "success")
+    else:
+        flash(_("Your attendance has been changed."), "success")
+    return redirect(url_for("public.manage", token=token))
+
+
+@bp.get("/manage/<token>/calendar.ics")
+def manage_ics(token: str) -> Response:
+    registration = _registration_or_404(token)
+    return _ics_response(ics.registration_calendar(registration), f"{registration.event.slug}.ics")

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date, datetime, timedelta
 from importlib import resources
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -34,3 +37,10 @@ def demo_document(today: date) -> dict[str, Any]:
                 moved = (local + timedelta(weeks=weeks)).replace(tzinfo=zone)
                 event[key] = moved.isoformat()
     return document
+
+
+@contextmanager
+def assets_dir() -> Iterator[Path]:
+    """The folder of the demo's files (title image, flyer) as a real path."""
+    with resources.as_file(resources.files("registration").joinpath("demo")) as path:
+        yield Path(path)

@@ -6,6 +6,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
@@ -13,8 +14,19 @@ from flask import current_app
 from sqlalchemy import select
 
 from ..extensions import db
-from ..models import Attendance, Event, EventFormat, EventStatus, modes_for_format
+from ..models import (
+    Attendance,
+    Event,
+    EventFile,
+    EventFormat,
+    EventStatus,
+    FileKind,
+    Question,
+    QuestionKind,
+    modes_for_format,
+)
 from ..timeutil import is_valid_timezone, utcnow
+from . import files
 from .errors import CapacityConflict
 from .signup import confirmed_count, lock_event, promote_all, waitlisted_count
 
@@ -24,7 +36,12 @@ _TOP_LEVEL_KEYS = {
     "slug", "title", "subtitle", "description", "format", "language", "starts_at", "ends_at",
     "timezone", "venue", "contact", "capacity", "waitlist", "registration_opens_at",
     "registration_closes_at", "status", "dial_in", "reminder_days_before", "dial_in_hours_before",
+    "questions", "title_image", "attachments",
 }  # fmt: skip
+_QUESTION_KEYS = {"key", "label", "kind", "required", "options", "help"}
+_TITLE_IMAGE_KEYS = {"file", "alt", "credit"}
+_ATTACHMENT_KEYS = {"file", "title"}
+QUESTION_KEY_RE = re.compile(r"^[a-z0-9_]{1,40}$")
 _VENUE_KEYS = {"name", "address"}
 _CONTACT_KEYS = {"name", "email", "phone"}
 _CAPACITY_KEYS = {"on_site", "online"}
@@ -40,11 +57,23 @@ class EventDataError(Exception):
 
 
 @dataclass
+class FileData:
+    kind: FileKind
+    data: bytes
+    filename: str
+    title: str = ""
+
+
+@dataclass
 class EventData:
     """Validated attributes of one event, ready for :func:`upsert_event`."""
 
     slug: str
     attributes: dict[str, Any] = field(default_factory=dict)
+    #: Custom questions in form order; ``None`` leaves an existing event's questions alone.
+    questions: list[dict[str, Any]] | None = None
+    #: Title image and attachments; ``None`` leaves an existing event's files alone.
+    files: list[FileData] | None = None
 
 
 class _Checker:
@@ -132,8 +161,121 @@ def default_timezone() -> str:
     return current_app.config.get("TIMEZONE") or "Europe/Berlin"
 
 
-def parse_event(record: Any, label: str) -> EventData:
-    """Validate one event record of the import format; raises :class:`EventDataError`."""
+def _parse_questions(check: _Checker) -> list[dict[str, Any]] | None:
+    raw = check.record.get("questions")
+    if raw is None:
+        return None
+    if not isinstance(raw, list):
+        check.error("questions", "must be a list")
+        return None
+    questions: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for index, item in enumerate(raw):
+        path = f"questions[{index}]"
+        if not isinstance(item, Mapping):
+            check.error(path, "must be an object")
+            continue
+        for unknown in sorted(set(item) - _QUESTION_KEYS):
+            check.error(f"{path}.{unknown}", "is not a known field")
+        key = check.text(item, "key", f"{path}.key", required=True, max_length=40)
+        if key and not QUESTION_KEY_RE.match(key):
+            check.error(f"{path}.key", "may contain only a-z, 0-9 and _ (e.g. lunch)")
+        if key in seen:
+            check.error(f"{path}.key", f"{key!r} appears more than once")
+        seen.add(key)
+        kind = item.get("kind")
+        if kind not in [k.value for k in QuestionKind]:
+            check.error(
+                f"{path}.kind", f"must be one of {', '.join(k.value for k in QuestionKind)}"
+            )
+        options = item.get("options") or []
+        if not isinstance(options, list) or not all(
+            isinstance(o, str) and o.strip() and len(o) <= 200 for o in options
+        ):
+            check.error(f"{path}.options", "must be a list of texts (at most 200 characters)")
+            options = []
+        options = [o.strip() for o in options]
+        if len(set(options)) != len(options):
+            check.error(f"{path}.options", "must not repeat an option")
+        is_choice = kind in (QuestionKind.SINGLE_CHOICE, QuestionKind.MULTIPLE_CHOICE)
+        if is_choice and len(options) < 2:
+            check.error(f"{path}.options", "a choice needs at least two options")
+        if not is_choice and options:
+            check.error(f"{path}.options", "only choice questions have options")
+        required = item.get("required", False)
+        if not isinstance(required, bool):
+            check.error(f"{path}.required", "must be true or false")
+        questions.append(
+            {
+                "key": key,
+                "label": check.text(item, "label", f"{path}.label", required=True, max_length=300),
+                "help_text": check.text(item, "help", f"{path}.help", max_length=500),
+                "kind": kind,
+                "required": required is True,
+                "options": options,
+                "position": index,
+            }
+        )
+    return questions
+
+
+def _read_file(check: _Checker, path: str, name: Any, base_dir: Path | None) -> bytes | None:
+    if not isinstance(name, str) or not name.strip():
+        check.error(path, "must name a file")
+        return None
+    if base_dir is None:
+        check.error(path, "files can only be imported from a file on disk")
+        return None
+    file_path = (base_dir / name).resolve()
+    try:
+        return file_path.read_bytes()
+    except OSError as exc:
+        check.error(path, f"cannot read {name!r}: {exc.strerror or exc}")
+        return None
+
+
+def _parse_files(check: _Checker, base_dir: Path | None) -> list[FileData] | None:
+    image = check.section("title_image", _TITLE_IMAGE_KEYS)
+    attachments = check.record.get("attachments")
+    if not image and attachments is None:
+        return None
+    result: list[FileData] = []
+    if image:
+        data = _read_file(check, "title_image.file", image.get("file"), base_dir)
+        if data is not None:
+            result.append(FileData(FileKind.TITLE_IMAGE, data, str(image["file"])))
+    if attachments is not None and not isinstance(attachments, list):
+        check.error("attachments", "must be a list")
+        attachments = []
+    for index, item in enumerate(attachments or []):
+        path = f"attachments[{index}]"
+        if not isinstance(item, Mapping):
+            check.error(path, "must be an object")
+            continue
+        for unknown in sorted(set(item) - _ATTACHMENT_KEYS):
+            check.error(f"{path}.{unknown}", "is not a known field")
+        title = check.text(item, "title", f"{path}.title", required=True)
+        data = _read_file(check, f"{path}.file", item.get("file"), base_dir)
+        if data is not None:
+            result.append(FileData(FileKind.ATTACHMENT, data, str(item["file"]), title))
+    for file in result:
+        allowed = files.IMAGE_TYPES if file.kind == FileKind.TITLE_IMAGE else files.ATTACHMENT_TYPES
+        limit = (
+            files.MAX_IMAGE_BYTES
+            if file.kind == FileKind.TITLE_IMAGE
+            else files.MAX_ATTACHMENT_BYTES
+        )
+        if files.sniff_content_type(file.data) not in allowed:
+            check.error(file.filename, f"is not one of {', '.join(sorted(set(allowed.values())))}")
+        elif len(file.data) > limit:
+            check.error(file.filename, f"is larger than {limit // (1024 * 1024)} MB")
+    return result
+
+
+def parse_event(record: Any, label: str, base_dir: Path | None = None) -> EventData:
+    """Validate one event record of the import format; raises :class:`EventDataError`.
+
+    Files named in the record (title image, attachments) are read relative to ``base_dir``."""
     if not isinstance(record, Mapping):
         raise EventDataError([f"{label}: must be an object"])
     check = _Checker(label, record)
@@ -216,13 +358,22 @@ def parse_event(record: Any, label: str) -> EventData:
     if attrs["dial_in_hours_before"] is None:
         attrs["dial_in_hours_before"] = 24
 
+    image = record.get("title_image")
+    image = image if isinstance(image, Mapping) else {}
+    attrs["title_image_alt"] = check.text(image, "alt", "title_image.alt", max_length=300)
+    attrs["title_image_credit"] = check.text(image, "credit", "title_image.credit")
+    questions = _parse_questions(check)
+    event_files = _parse_files(check, base_dir)
+
     if check.messages:
         raise EventDataError(check.messages)
-    return EventData(slug=slug, attributes=attrs)
+    return EventData(slug=slug, attributes=attrs, questions=questions, files=event_files)
 
 
-def parse_event_file(document: Any) -> list[EventData]:
-    """Validate a whole import document ``{"events": [...]}``; every problem is reported at once."""
+def parse_event_file(document: Any, base_dir: Path | None = None) -> list[EventData]:
+    """Validate a whole import document ``{"events": [...]}``; every problem is reported at once.
+
+    ``base_dir`` is the folder files named in the document are read from."""
     if not isinstance(document, Mapping) or not isinstance(document.get("events"), list):
         raise EventDataError(['the file must be a JSON object with a list "events"'])
     messages: list[str] = []
@@ -232,7 +383,7 @@ def parse_event_file(document: Any) -> list[EventData]:
         slug = record.get("slug") if isinstance(record, Mapping) else None
         label = f"events[{index}]" + (f" ({slug})" if isinstance(slug, str) and slug else "")
         try:
-            data = parse_event(record, label)
+            data = parse_event(record, label, base_dir)
         except EventDataError as exc:
             messages.extend(exc.messages)
             continue
@@ -257,6 +408,8 @@ def upsert_event(data: EventData) -> tuple[Event, bool]:
         event = Event(slug=data.slug, **data.attributes)
         db.session.add(event)
         db.session.flush()
+        _apply_questions(event, data.questions)
+        _apply_files(event, data.files)
         return event, True
 
     event = lock_event(event.id)
@@ -280,5 +433,52 @@ def upsert_event(data: EventData) -> tuple[Event, bool]:
         setattr(event, key, value)
     event.updated_at = utcnow()
     db.session.flush()
+    _apply_questions(event, data.questions)
+    _apply_files(event, data.files)
     promote_all(event)
     return event, False
+
+
+def _apply_questions(event: Event, questions: list[dict[str, Any]] | None) -> None:
+    """Make the event's questions those given: update by key, add new, delete the rest (their
+    answers go with them)."""
+    if questions is None:
+        return
+    existing = {q.key: q for q in event.questions}
+    wanted = {q["key"] for q in questions}
+    for key, question in existing.items():
+        if key not in wanted:
+            event.questions.remove(question)
+    for values in questions:
+        question = existing.get(values["key"])
+        if question is None:
+            event.questions.append(Question(**values))
+        else:
+            for name, value in values.items():
+                setattr(question, name, value)
+    db.session.flush()
+
+
+def _apply_files(event: Event, wanted: list[FileData] | None) -> None:
+    """Make the event's files those given; files already there (same name and size) are kept,
+    so importing the same document twice stores nothing twice."""
+    if wanted is None:
+        return
+
+    def same(stored: EventFile, new: FileData) -> bool:
+        extension = Path(stored.filename).suffix
+        return (
+            stored.kind == new.kind
+            and stored.size == len(new.data)
+            and stored.filename == files.safe_filename(new.filename, extension)
+        )
+
+    for stored in list(event.files):
+        match = next((new for new in wanted if same(stored, new)), None)
+        if match is None:
+            files.remove(stored)
+        else:
+            stored.title = match.title
+    for new in wanted:
+        if not any(same(stored, new) for stored in event.files):
+            files.store(event, new.kind, new.data, new.filename, new.title)

@@ -8,8 +8,10 @@ however many processes serve them (DESIGN.md invariants 1 and 2).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, select
@@ -19,7 +21,7 @@ from .. import tokens
 from ..extensions import db
 from ..models import ACTIVE_STATUSES, Attendance, Event, Registration, RegistrationStatus
 from ..timeutil import utcnow
-from . import outbox
+from . import answers, outbox
 from .errors import (
     DuplicateRegistration,
     EventFull,
@@ -41,6 +43,8 @@ class SignupData:
     attendance: str | None = None
     privacy_consent: bool = False
     language: str = "de"
+    #: Answers to the event's custom questions, by question key (validated by the service).
+    answers: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -151,7 +155,8 @@ def register(event: Event, data: SignupData, *, now: datetime | None = None) -> 
     """Sign a participant up: confirmed while seats are left, else waitlisted (if enabled).
 
     Raises :class:`RegistrationClosed`, :class:`DuplicateRegistration`, :class:`EventFull` or
-    :class:`InvalidInput`. Nothing is written when it raises.
+    :class:`InvalidInput` (fields, custom answers as ``answers.<key>``). Nothing is written when
+    it raises.
     """
     now = now or utcnow()
     if not data.privacy_consent:
@@ -160,6 +165,7 @@ def register(event: Event, data: SignupData, *, now: datetime | None = None) -> 
     if not event.is_open_at(now):
         raise RegistrationClosed()
     mode = _resolve_attendance(event, data.attendance)
+    valid_answers = answers.validate(event.questions, data.answers)
     if find_active(event, data.email) is not None:
         raise DuplicateRegistration()
 
@@ -189,6 +195,7 @@ def register(event: Event, data: SignupData, *, now: datetime | None = None) -> 
         token_salt=salt,
         manage_token_hash=tokens.hash_token(manage_token),
     )
+    answers.attach(registration, valid_answers)
     db.session.add(registration)
     try:
         db.session.flush()

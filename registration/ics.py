@@ -1,0 +1,98 @@
+"""Calendar files (RFC 5545) with the icalendar library."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import timedelta
+from urllib.parse import urlsplit
+
+from flask import current_app, url_for
+from flask_babel import gettext as _
+from icalendar import Calendar
+from icalendar import Event as VEvent
+
+from .models import Attendance, Event, EventFormat, EventStatus, Registration
+from .timeutil import utcnow
+
+PRODID = "-//workshop-registration//anmeldung//DE"
+
+
+def event_url(event: Event) -> str:
+    return current_app.config["BASE_URL"] + url_for("public.event", slug=event.slug)
+
+
+def _host() -> str:
+    return urlsplit(current_app.config["BASE_URL"]).hostname or "localhost"
+
+
+def location(event: Event, attendance: Attendance | None = None) -> str:
+    """The venue, or the word "Online" where the person attends online."""
+    place = ", ".join(
+        part for part in [event.venue_name, *event.venue_address.splitlines()] if part.strip()
+    )
+    if event.format == EventFormat.ONLINE or attendance == Attendance.ONLINE or not place:
+        return _("Online")
+    if event.format == EventFormat.HYBRID and attendance is None:
+        return _("%(place)s (also online)", place=place)
+    return place
+
+
+def _vevent(event: Event, uid: str, attendance: Attendance | None, sequence: int = 0) -> VEvent:
+    zone = event.zone
+    vevent = VEvent()
+    vevent.add("uid", uid)
+    vevent.add("dtstamp", utcnow())
+    vevent.add("dtstart", event.starts_at.astimezone(zone))
+    vevent.add("dtend", event.ends_at.astimezone(zone))
+    vevent.add("summary", event.title)
+    vevent.add("location", location(event, attendance))
+    vevent.add("url", event_url(event))
+    description = [event.subtitle, event_url(event)]
+    if event.contact_name or event.contact_email:
+        description.append(
+            _("Contact: %(contact)s", contact=" ".join(
+                p for p in (event.contact_name, event.contact_email, event.contact_phone) if p
+            ))
+        )  # fmt: skip
+    vevent.add("description", "\n".join(line for line in description if line))
+    vevent.add("status", "CANCELLED" if event.status == EventStatus.CANCELLED else "CONFIRMED")
+    vevent.add("sequence", sequence)
+    vevent.add("last-modified", event.updated_at)
+    return vevent
+
+
+def _calendar(vevents: Iterable[VEvent], name: str | None = None) -> bytes:
+    calendar = Calendar()
+    calendar.add("prodid", PRODID)
+    calendar.add("version", "2.0")
+    calendar.add("method", "PUBLISH")
+    if name:
+        calendar.add("x-wr-calname", name)
+    for vevent in vevents:
+        calendar.add_component(vevent)
+    calendar.add_missing_timezones()
+    return calendar.to_ical()
+
+
+def _sequence(event: Event) -> int:
+    """Grows whenever the event changes, so calendars replace their copy."""
+    return max(int((event.updated_at - event.created_at) / timedelta(seconds=1)), 0)
+
+
+def event_calendar(event: Event) -> bytes:
+    """The public calendar entry of an event."""
+    return _calendar([_vevent(event, f"event-{event.id}@{_host()}", None, _sequence(event))])
+
+
+def registration_calendar(registration: Registration) -> bytes:
+    """A participant's own entry: stable UID per registration, location by their attendance."""
+    event = registration.event
+    uid = f"registration-{registration.id}@{_host()}"
+    return _calendar([_vevent(event, uid, registration.attendance, _sequence(event))])
+
+
+def feed(events: Iterable[Event], name: str) -> bytes:
+    """A feed of several events (subscribe to it in a calendar program)."""
+    return _calendar(
+        [_vevent(e, f"event-{e.id}@{_host()}", None, _sequence(e)) for e in events], name
+    )
