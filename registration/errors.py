@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask, jsonify, render_template, request
+from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from .extensions import db
@@ -21,6 +22,13 @@ def handle_http_error(exc: HTTPException) -> Any:
     return render_template("errors/error.html", code=code, error=exc), code
 
 
+def handle_csrf_error(exc: CSRFError) -> Any:
+    """A form sent with a missing or stale token: explain, never a bare 400."""
+    if _wants_json():
+        return jsonify({"error": "csrf", "message": exc.description}), 400
+    return render_template("errors/error.html", code=400, error=exc), 400
+
+
 def handle_internal_error(exc: InternalServerError) -> Any:
     """Unhandled exceptions end here (outside tests, where they propagate)."""
     db.session.rollback()
@@ -29,4 +37,5 @@ def handle_internal_error(exc: InternalServerError) -> Any:
 
 def init_app(app: Flask) -> None:
     app.register_error_handler(HTTPException, handle_http_error)
+    app.register_error_handler(CSRFError, handle_csrf_error)
     app.register_error_handler(InternalServerError, handle_internal_error)

@@ -22,7 +22,7 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy import select
 
 from .. import ics
-from ..extensions import db
+from ..extensions import csrf, db
 from ..forms import AttendanceForm, CancelForm, signup_form_class
 from ..models import Event, EventFile, EventStatus, Registration
 from ..services import files, signup
@@ -131,11 +131,13 @@ def _signup(event: Event, *, embed: bool) -> Any:
 
 
 @bp.route("/events/<slug>", methods=["GET", "POST"])
+@csrf.exempt  # the form checks its own CSRF token, so a stale one keeps the entered values
 def event(slug: str) -> Any:
     return _signup(_visible_event_or_404(slug), embed=False)
 
 
 @bp.route("/events/<slug>/embed", methods=["GET", "POST"])
+@csrf.exempt  # carries its own signed form token, see below
 def embed(slug: str) -> Any:
     """The form alone, for an iframe on the organiser's website (see EMBED_ALLOWED_ORIGINS).
 
