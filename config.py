@@ -77,6 +77,8 @@ class Config:
             MAIL_PASSWORD=env.get("MAIL_PASSWORD") or None,
             MAIL_DEFAULT_SENDER=env.get("MAIL_DEFAULT_SENDER") or "anmeldung@localhost",
             MAIL_FILE_DIR=env.get("MAIL_FILE_DIR") or str(instance / "mail"),
+            UPLOAD_DIR=env.get("UPLOAD_DIR") or str(instance / "uploads"),
+            EMBED_ALLOWED_ORIGINS=env.get("EMBED_ALLOWED_ORIGINS") or "",
         )
         return settings
 
