@@ -49,6 +49,9 @@ class Config:
     BABEL_DEFAULT_TIMEZONE = "UTC"
     LANGUAGES = ("de", "en")
 
+    #: Flask-Mail would suppress sending under TESTING; our tests talk to a real SMTP server.
+    MAIL_SUPPRESS_SEND = False
+
     WTF_CSRF_TIME_LIMIT = None  # a sign-up form may stay open in a tab for hours
 
     SESSION_COOKIE_HTTPONLY = True
@@ -77,6 +80,7 @@ class Config:
             MAIL_PASSWORD=env.get("MAIL_PASSWORD") or None,
             MAIL_DEFAULT_SENDER=env.get("MAIL_DEFAULT_SENDER") or "anmeldung@localhost",
             MAIL_FILE_DIR=env.get("MAIL_FILE_DIR") or str(instance / "mail"),
+            MAIL_TIMEOUT=_int(env.get("MAIL_TIMEOUT"), 30),
             UPLOAD_DIR=env.get("UPLOAD_DIR") or str(instance / "uploads"),
             EMBED_ALLOWED_ORIGINS=env.get("EMBED_ALLOWED_ORIGINS") or "",
         )

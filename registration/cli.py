@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import threading
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,7 @@ from flask.cli import AppGroup
 from sqlalchemy import select
 from werkzeug.security import generate_password_hash
 
+from . import worker
 from .extensions import db
 from .models import Organiser
 from .services import demo
@@ -22,6 +25,7 @@ from .services.events import EventDataError, parse_event_file, upsert_event
 from .timeutil import utcnow
 
 events_cli = AppGroup("events", help="Create and update events.")
+mail_cli = AppGroup("mail", help="Send the outbox: reminders, dial-in details, confirmations.")
 users_cli = AppGroup("users", help="Manage back-office accounts.")
 
 
@@ -98,7 +102,30 @@ def create_user(email: str, admin: bool, name: str, password: str) -> None:
     click.echo(f"created {'admin' if admin else 'organiser'} {email}")
 
 
+@mail_cli.command("worker")
+@click.option("--interval", default=5.0, show_default=True, help="Seconds between passes.")
+def mail_worker(interval: float) -> None:
+    """Run until stopped (SIGTERM finishes the message in hand)."""
+    stop = threading.Event()
+    worker.install_signal_handlers(stop)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    worker.run_forever(interval, stop)
+
+
+@mail_cli.command("send-due")
+def mail_send_due() -> None:
+    """One pass (for cron): schedule what is due, send it, exit."""
+    result = worker.run_once()
+    click.echo(
+        f"sent {result.sent}, retry {result.retry}, failed {result.failed}, "
+        f"skipped {result.skipped}"
+    )
+    if result.errors:
+        click.echo("mail server problem: " + result.errors[0], err=True)
+
+
 def init_app(app: Flask) -> None:
+    app.cli.add_command(mail_cli)
     app.cli.add_command(events_cli)
     app.cli.add_command(users_cli)
     app.cli.add_command(demo_command)

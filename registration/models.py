@@ -78,7 +78,10 @@ class FileKind(enum.StrEnum):
 class OutboxStatus(enum.StrEnum):
     PENDING = "pending"
     SENT = "sent"
+    #: Gave up: a permanent SMTP error or too many attempts (``last_error`` says why).
     FAILED = "failed"
+    #: No longer applicable when its turn came (e.g. a reminder for a cancelled registration).
+    SKIPPED = "skipped"
 
 
 def modes_for_format(fmt: EventFormat) -> tuple[Attendance, ...]:
@@ -158,6 +161,8 @@ class Event(db.Model):
     reminder_days_before: Mapped[int] = mapped_column(Integer, default=2)
     #: Dial-in details go out this many hours before the start.
     dial_in_hours_before: Mapped[int] = mapped_column(Integer, default=24)
+    #: Grows with every change of the dial-in details, so an update reaches those who had them.
+    dial_in_revision: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
 
     #: Credit line and alternative text of the title image (the image itself is an EventFile).
     title_image_credit: Mapped[str] = mapped_column(String(200), default="", server_default="")
@@ -273,6 +278,8 @@ class Registration(db.Model):
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     checked_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: First use of the personal join link: online attendance.
+    joined_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     #: Random salt from which the personal links are derived with the server's secret key
     #: (see tokens.py); the links themselves are never stored.
@@ -412,6 +419,8 @@ class OutboxMessage(db.Model):
     )
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: A worker claimed the row until then (a lease: a crashed worker's rows come back).
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

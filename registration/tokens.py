@@ -38,3 +38,20 @@ def hash_token(token: str) -> str:
 def looks_like_token(value: str) -> bool:
     """Cheap shape check so malformed links never reach the database."""
     return bool(_TOKEN_RE.match(value))
+
+
+def personal_token(registration_id: int, salt: str, purpose: str) -> str:
+    """A link token that names its registration: ``<id>.<hmac>`` (join and check-in links)."""
+    return f"{registration_id}.{derive(salt, purpose)}"
+
+
+def split_personal_token(token: str) -> tuple[int, str] | None:
+    """``(registration id, mac)`` of a well-formed personal token, else ``None``."""
+    head, _, mac = token.partition(".")
+    if not head.isdigit() or len(head) > 12 or not looks_like_token(mac):
+        return None
+    return int(head), mac
+
+
+def matches(salt: str, purpose: str, mac: str) -> bool:
+    return hmac.compare_digest(derive(salt, purpose), mac)

@@ -54,3 +54,29 @@ def test_migrations_match_the_models(kind, tmp_path, monkeypatch):
             downgrade(revision="base")
             assert set(inspect(db.engine).get_table_names()) <= {"alembic_version"}
             db.engine.dispose()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)])
+def test_outbox_status_check_allows_exactly_the_model_statuses(kind, tmp_path, monkeypatch):
+    """CHECK constraints are invisible to autogenerate; prove the migrated one matches the enum."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import IntegrityError
+
+    from registration.models import OutboxStatus
+
+    monkeypatch.setenv("INSTANCE_PATH", str(tmp_path))
+    with fresh_database(kind, tmp_path) as url:
+        app = create_app("testing", SQLALCHEMY_DATABASE_URI=url)
+        with app.app_context():
+            upgrade()
+            insert = text(
+                "INSERT INTO outbox (kind, dedupe_key, status, attempts, next_attempt_at, "
+                "last_error, created_at) VALUES ('x', :key, :status, 0, :now, '', :now)"
+            )
+            now = "2030-01-01 00:00:00"
+            with db.engine.begin() as conn:
+                for status in OutboxStatus:
+                    conn.execute(insert, {"key": status.value, "status": status.value, "now": now})
+            with pytest.raises(IntegrityError), db.engine.begin() as conn:
+                conn.execute(insert, {"key": "bad", "status": "lost", "now": now})
+            db.engine.dispose()

@@ -306,3 +306,23 @@ def change_attendance(token: str) -> Any:
 def manage_ics(token: str) -> Response:
     registration = _registration_or_404(token)
     return _ics_response(ics.registration_calendar(registration), f"{registration.event.slug}.ics")
+
+
+@bp.get("/join/<token>")
+def join(token: str) -> Any:
+    """A participant's personal join link (from the dial-in email): to the current dial-in URL.
+
+    For anyone not confirmed online, or an unknown token, it is the plain 404 page: the link
+    reveals nothing, not even whether the registration exists."""
+    registration = signup.find_by_personal_token(token, "join")
+    if registration is None or not signup.record_join(registration):
+        db.session.rollback()
+        abort(404)
+    db.session.commit()
+    event = registration.event
+    if event.dial_in_url:
+        response = redirect(event.dial_in_url, code=303)
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["Referrer-Policy"] = "no-referrer"
+        return response
+    return render_template("public/join.html", event=event)

@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 from ..extensions import db
 from ..models import (
+    ACTIVE_STATUSES,
     Attendance,
     Event,
     EventFile,
@@ -23,10 +24,11 @@ from ..models import (
     FileKind,
     Question,
     QuestionKind,
+    Registration,
     modes_for_format,
 )
 from ..timeutil import is_valid_timezone, utcnow
-from . import files
+from . import files, outbox
 from .errors import CapacityConflict
 from .signup import confirmed_count, lock_event, promote_all, waitlisted_count
 
@@ -38,6 +40,10 @@ _TOP_LEVEL_KEYS = {
     "registration_closes_at", "status", "dial_in", "reminder_days_before", "dial_in_hours_before",
     "questions", "title_image", "attachments",
 }  # fmt: skip
+DIAL_IN_FIELDS = (
+    "dial_in_url", "dial_in_meeting_id", "dial_in_passcode", "dial_in_phone",
+    "dial_in_instructions",
+)  # fmt: skip
 _QUESTION_KEYS = {"key", "label", "kind", "required", "options", "help"}
 _TITLE_IMAGE_KEYS = {"file", "alt", "credit"}
 _ATTACHMENT_KEYS = {"file", "title"}
@@ -429,8 +435,13 @@ def upsert_event(data: EventData) -> tuple[Event, bool]:
                 f"{data.slug}: capacity.{mode.value} {capacity} is below the {confirmed} "
                 "participants already confirmed"
             )
+    dial_in_changed = event.has_dial_in and any(
+        getattr(event, key) != attrs[key] for key in DIAL_IN_FIELDS
+    )
     for key, value in attrs.items():
         setattr(event, key, value)
+    if dial_in_changed:
+        event.dial_in_revision += 1  # the next scheduling pass sends the update
     event.updated_at = utcnow()
     db.session.flush()
     _apply_questions(event, data.questions)
@@ -482,3 +493,31 @@ def _apply_files(event: Event, wanted: list[FileData] | None) -> None:
     for new in wanted:
         if not any(same(stored, new) for stored in event.files):
             files.store(event, new.kind, new.data, new.filename, new.title)
+
+
+def notify_participants(event: Event, kind: str, payload: dict[str, Any] | None = None) -> int:
+    """Queue ``kind`` ("event_changed", "event_cancelled") for every active participant.
+
+    Each call is its own notification (keyed by the event's change time), so a second change
+    tells people again, while a retried transaction does not duplicate anything."""
+    stamp = int(event.updated_at.timestamp())
+    active = db.session.scalars(
+        select(Registration).where(
+            Registration.event_id == event.id, Registration.status.in_(ACTIVE_STATUSES)
+        )
+    ).all()
+    for registration in active:
+        outbox.enqueue_keyed(
+            kind, registration, f"{kind}:{registration.id}:{stamp}", payload=payload
+        )
+    return len(active)
+
+
+def cancel_event(event: Event, *, notify: bool) -> int:
+    """Cancel an event (it stays visible, marked, and takes no sign-ups); optionally tell
+    everyone registered. Returns how many were notified."""
+    event = lock_event(event.id)
+    event.status = EventStatus.CANCELLED
+    event.updated_at = utcnow()
+    db.session.flush()
+    return notify_participants(event, "event_cancelled") if notify else 0

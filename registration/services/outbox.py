@@ -45,3 +45,20 @@ def enqueue(
     )
     db.session.add(message)
     return message
+
+
+def enqueue_keyed(
+    kind: str, registration: Registration, key: str, *, payload: dict[str, Any] | None = None
+) -> OutboxMessage | None:
+    """Add an email with an explicit dedupe key, unless that key is queued already."""
+    if db.session.scalar(select(OutboxMessage.id).where(OutboxMessage.dedupe_key == key)):
+        return None
+    message = OutboxMessage(
+        kind=kind,
+        registration_id=registration.id,
+        event_id=registration.event_id,
+        dedupe_key=key,
+        payload=payload,
+    )
+    db.session.add(message)
+    return message

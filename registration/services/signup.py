@@ -21,7 +21,7 @@ from .. import tokens
 from ..extensions import db
 from ..models import ACTIVE_STATUSES, Attendance, Event, Registration, RegistrationStatus
 from ..timeutil import utcnow
-from . import answers, outbox
+from . import answers, outbox, scheduling
 from .errors import (
     DuplicateRegistration,
     EventFull,
@@ -207,6 +207,7 @@ def register(event: Event, data: SignupData, *, now: datetime | None = None) -> 
     outbox.enqueue(
         "confirmation" if status == RegistrationStatus.CONFIRMED else "waitlisted", registration
     )
+    scheduling.dial_in_if_due(registration, event, now)
     return SignupResult(registration, manage_token, waitlist_position(registration))
 
 
@@ -228,6 +229,34 @@ def find_by_manage_token(token: str) -> Registration | None:
 
 def manage_token(registration: Registration) -> str:
     return tokens.derive(registration.token_salt, "manage")
+
+
+def personal_token(registration: Registration, purpose: str) -> str:
+    """The token of a registration's personal link for ``purpose`` ("join", "checkin")."""
+    return tokens.personal_token(registration.id, registration.token_salt, purpose)
+
+
+def find_by_personal_token(token: str, purpose: str) -> Registration | None:
+    parts = tokens.split_personal_token(token)
+    if parts is None:
+        return None
+    registration = db.session.get(Registration, parts[0])
+    if registration is None or not tokens.matches(registration.token_salt, purpose, parts[1]):
+        return None
+    return registration
+
+
+def record_join(registration: Registration, *, now: datetime | None = None) -> bool:
+    """Note the first use of the join link as online attendance. Returns whether the person may
+    join (confirmed for online attendance)."""
+    if not (
+        registration.status == RegistrationStatus.CONFIRMED
+        and registration.attendance == Attendance.ONLINE
+    ):
+        return False
+    if registration.joined_at is None:
+        registration.joined_at = now or utcnow()
+    return True
 
 
 def cancel(registration: Registration, *, now: datetime | None = None) -> list[Registration]:
@@ -282,6 +311,7 @@ def promote_waitlisted(
     db.session.flush()
     for registration in promoted:
         outbox.enqueue("promoted", registration)
+        scheduling.dial_in_if_due(registration, event, now)
     return promoted
 
 
@@ -336,6 +366,7 @@ def change_attendance(
     registration.attendance = mode
     db.session.flush()
     outbox.enqueue(kind, registration)
+    scheduling.dial_in_if_due(registration, event, now)
     if held_seat:
         promote_waitlisted(event, old_mode, now=now)
     return registration

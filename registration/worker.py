@@ -1,0 +1,58 @@
+"""The mail worker: every few seconds, schedule what is due and send the outbox.
+
+``flask --app registration mail worker`` runs it until SIGTERM or Ctrl-C, which finish the
+message in hand and then stop. Several workers may run at once on PostgreSQL; on SQLite one is
+enough (and more would only queue for the database lock).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import uuid
+from types import FrameType
+
+from .extensions import db
+from .services import delivery, scheduling
+
+log = logging.getLogger(__name__)
+
+
+def run_once(*, should_stop: threading.Event | None = None) -> delivery.PassResult:
+    """One pass: turn due reminders and dial-in mails into outbox rows, then send what is due."""
+    stop = should_stop or threading.Event()
+    scheduling.schedule_due()
+    db.session.commit()
+    return delivery.send_due(should_stop=stop.is_set)
+
+
+def run_forever(interval: float = 5.0, stop: threading.Event | None = None) -> None:
+    """Run passes until ``stop`` is set (by SIGTERM/SIGINT when run from the CLI)."""
+    stop = stop or threading.Event()
+    name = uuid.uuid4().hex[:8]
+    log.info("mail worker %s started (every %.0f s)", name, interval)
+    while not stop.is_set():
+        try:
+            result = run_once(should_stop=stop)
+            if result.handled:
+                log.info(
+                    "sent %d, retry %d, failed %d, skipped %d",
+                    result.sent, result.retry, result.failed, result.skipped,
+                )  # fmt: skip
+        except Exception:  # the database may be away for a moment: log, wait, try again
+            log.exception("mail worker pass failed")
+            db.session.rollback()
+        finally:
+            db.session.remove()
+        stop.wait(interval)
+    log.info("mail worker %s stopped", name)
+
+
+def install_signal_handlers(stop: threading.Event) -> None:
+    def _stop(signum: int, _frame: FrameType | None) -> None:
+        log.info("signal %d: finishing the message in hand, then stopping", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
