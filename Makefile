@@ -18,6 +18,12 @@ $(BIN)/.installed: pyproject.toml
 
 install: $(BIN)/.installed
 
+# axe-core for the accessibility checks of the browser tests (from the npm registry). Without npm
+# the browser tests are skipped and say why.
+node_modules/axe-core/axe.min.js: package.json package-lock.json
+	@if command -v npm >/dev/null 2>&1; then npm ci --no-audit --no-fund --silent; \
+	else echo "npm not found: browser tests will be skipped (install Node.js to run them)"; fi
+
 # Compile the committed .po catalogues (the app also does this at start when they are stale).
 translations: install
 	$(BIN)/pybabel compile --use-fuzzy -d registration/translations -D messages >/dev/null
@@ -29,7 +35,7 @@ run: translations
 	REGISTRATION_CONFIG=development $(BIN)/flask --app registration run --host $(HOST) --port $(PORT)
 
 # The whole suite: SQLite always; PostgreSQL when reachable (REQUIRE_POSTGRES=1 makes it mandatory).
-test: translations
+test: translations node_modules/axe-core/axe.min.js
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # Everything but the multi-process tests that start real servers.

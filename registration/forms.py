@@ -173,6 +173,13 @@ class BaseSignupForm(ParticipantFields, FlaskForm):
     def question_fields(self) -> list[Field]:
         return [self[question_field_name(q)] for q in self._questions]
 
+    def page_order(self) -> list[Field]:
+        """The fields in the order the page shows them (for the error summary)."""
+        names = ["first_name", "last_name", "email", "organisation", "attendance"]
+        names += [question_field_name(q) for q in self._questions]
+        names += ["privacy_consent", "homepage"]
+        return [self._fields[name] for name in names if name in self._fields]
+
     def answers_data(self) -> dict[str, Any]:
         return {q.key: self[question_field_name(q)].data for q in self._questions}
 

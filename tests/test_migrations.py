@@ -56,7 +56,9 @@ def test_migrations_match_the_models(kind, tmp_path, monkeypatch):
             db.engine.dispose()
 
 
-@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)])
+@pytest.mark.parametrize(
+    "kind", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)]
+)
 def test_outbox_status_check_allows_exactly_the_model_statuses(kind, tmp_path, monkeypatch):
     """CHECK constraints are invisible to autogenerate; prove the migrated one matches the enum."""
     from sqlalchemy import text
