@@ -28,11 +28,16 @@ node_modules/axe-core/axe.min.js: package.json package-lock.json
 translations: install
 	$(BIN)/pybabel compile --use-fuzzy -d registration/translations -D messages >/dev/null
 
-# Run the service on the embedded defaults: SQLite and mail files in instance/, the sample events.
+DEV    := REGISTRATION_CONFIG=development
+
+# Run the service on the embedded defaults: SQLite and mail files in instance/, the sample events,
+# the mail worker alongside the web server (Ctrl-C stops both).
 run: translations
-	REGISTRATION_CONFIG=development $(BIN)/flask --app registration db upgrade
-	REGISTRATION_CONFIG=development $(BIN)/flask --app registration demo
-	REGISTRATION_CONFIG=development $(BIN)/flask --app registration run --host $(HOST) --port $(PORT)
+	$(DEV) $(BIN)/flask --app registration db upgrade
+	$(DEV) $(BIN)/flask --app registration demo
+	@$(DEV) $(BIN)/flask --app registration mail worker & worker=$$!; \
+	trap 'kill $$worker 2>/dev/null; wait $$worker' EXIT INT TERM; \
+	$(DEV) $(BIN)/flask --app registration run --host $(HOST) --port $(PORT)
 
 # The whole suite: SQLite always; PostgreSQL when reachable (REQUIRE_POSTGRES=1 makes it mandatory).
 test: translations node_modules/axe-core/axe.min.js

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import timedelta
+from datetime import date, timedelta
+from functools import lru_cache
 from urllib.parse import urlsplit
 
 from flask import current_app, url_for
+from flask_babel import get_locale
 from flask_babel import gettext as _
-from icalendar import Calendar
+from icalendar import Calendar, Timezone
 from icalendar import Event as VEvent
 
+from .extensions import db
 from .models import Attendance, Event, EventFormat, EventStatus, Registration
 from .timeutil import utcnow
 
@@ -62,6 +65,7 @@ def _vevent(event: Event, uid: str, attendance: Attendance | None, sequence: int
 
 
 def _calendar(vevents: Iterable[VEvent], name: str | None = None) -> bytes:
+    vevents = list(vevents)
     calendar = Calendar()
     calendar.add("prodid", PRODID)
     calendar.add("version", "2.0")
@@ -70,8 +74,21 @@ def _calendar(vevents: Iterable[VEvent], name: str | None = None) -> bytes:
         calendar.add("x-wr-calname", name)
     for vevent in vevents:
         calendar.add_component(vevent)
-    calendar.add_missing_timezones()
+    if vevents:
+        starts = [v.decoded("dtstart") for v in vevents]
+        first, last = min(starts).year - 1, max(starts).year + 1
+        for tzid in sorted({str(s.tzinfo) for s in starts}):
+            calendar.add_component(_vtimezone(tzid, first, last))
     return calendar.to_ical()
+
+
+@lru_cache(maxsize=64)
+def _vtimezone(tzid: str, first_year: int, last_year: int) -> Timezone:
+    """The zone's rules for the years around the events (not 1970-2038: a few lines instead of
+    thousands). Built once per zone and years: every confirmation email carries one."""
+    return Timezone.from_tzid(
+        tzid, first_date=date(first_year, 1, 1), last_date=date(last_year, 12, 31)
+    )
 
 
 def _sequence(event: Event) -> int:
@@ -84,11 +101,29 @@ def event_calendar(event: Event) -> bytes:
     return _calendar([_vevent(event, f"event-{event.id}@{_host()}", None, _sequence(event))])
 
 
+_UID_PLACEHOLDER = "registration-0000000000"
+
+
 def registration_calendar(registration: Registration) -> bytes:
-    """A participant's own entry: stable UID per registration, location by their attendance."""
+    """A participant's own entry: stable UID per registration, location by their attendance.
+
+    Everything but the UID is the same for all participants of an event with the same
+    attendance, so the entry is built once and only the UID is put in (mail batches of
+    hundreds)."""
     event = registration.event
-    uid = f"registration-{registration.id}@{_host()}"
-    return _calendar([_vevent(event, uid, registration.attendance, _sequence(event))])
+    common = _attendance_calendar(
+        event.id, event.updated_at, registration.attendance, str(get_locale() or "de"), _host()
+    )
+    return common.replace(_UID_PLACEHOLDER.encode(), f"registration-{registration.id}".encode())
+
+
+@lru_cache(maxsize=32)
+def _attendance_calendar(
+    event_id: int, updated_at: object, attendance: Attendance, locale: str, host: str
+) -> bytes:
+    event = db.session.get(Event, event_id)
+    uid = f"{_UID_PLACEHOLDER}@{host}"
+    return _calendar([_vevent(event, uid, attendance, _sequence(event))])
 
 
 def feed(events: Iterable[Event], name: str) -> bytes:

@@ -16,10 +16,11 @@ from flask import current_app, render_template, url_for
 from flask_babel import force_locale
 from flask_babel import lazy_gettext as _l
 from flask_babel.speaklater import LazyString
-from flask_mail import Message
+from markupsafe import escape
 
 from . import ics
 from .formatting import event_when
+from .mailer import Attachment, Email, Message
 from .models import Attendance, EventStatus, OutboxMessage, Registration, RegistrationStatus
 from .services import scheduling, signup
 from .timeutil import utcnow
@@ -90,39 +91,177 @@ def message_id(row: OutboxMessage) -> str:
     return f"<outbox-{row.id}-{digest}@{host}>"
 
 
+def _context(row: OutboxMessage, registration: Registration) -> dict[str, Any]:
+    event = registration.event
+    return {
+        "registration": registration,
+        "event": event,
+        "kind": row.kind,
+        "payload": row.payload or {},
+        "position": (
+            signup.waitlist_position(registration)
+            if registration.status == RegistrationStatus.WAITLISTED
+            else None
+        ),
+        "show_dial_in": registration.attendance == Attendance.ONLINE
+        and registration.status == RegistrationStatus.CONFIRMED
+        and scheduling.dial_in_due(event, utcnow()),
+        **links(registration),
+    }
+
+
+def _render(kind: str, context: dict[str, Any]) -> tuple[str, str]:
+    return (
+        render_template(f"email/{kind}.txt", **context),
+        render_template(f"email/{kind}.html", **context),
+    )
+
+
+def _email(row: OutboxMessage, registration: Registration, text: str, html: str) -> Message:
+    event = registration.event
+    kind = KINDS[row.kind]
+    attachments = []
+    if kind.calendar:
+        attachments.append(
+            Attachment(
+                f"{event.slug}.ics",
+                'text/calendar; charset="utf-8"; method=PUBLISH',
+                ics.registration_calendar(registration),
+            )
+        )
+    return Message(
+        Email(
+            subject=str(kind.subject) % {"title": event.title, "when": event_when(event)},
+            sender=current_app.config["MAIL_DEFAULT_SENDER"],
+            to=registration.email,
+            text=text,
+            html=html,
+            message_id=message_id(row),
+            reply_to=event.contact_email or None,
+            attachments=attachments,
+            headers={"Auto-Submitted": "auto-generated"},
+        )
+    )
+
+
+def _language(registration: Registration) -> str:
+    return registration.language or registration.event.language or "de"
+
+
 def build_message(row: OutboxMessage) -> Message | None:
     """The email for an outbox row, or ``None`` when it no longer applies."""
     registration = row.registration
     if registration is None or row.kind not in KINDS or not still_applies(row, registration):
         return None
-    event = registration.event
-    kind = KINDS[row.kind]
-    with force_locale(registration.language or event.language or "de"):
-        context: dict[str, Any] = {
-            "registration": registration,
-            "event": event,
-            "kind": row.kind,
-            "payload": row.payload or {},
-            "position": signup.waitlist_position(registration),
-            "show_dial_in": registration.attendance == Attendance.ONLINE
-            and registration.status == RegistrationStatus.CONFIRMED
-            and scheduling.dial_in_due(event, utcnow()),
-            **links(registration),
-        }
-        message = Message(
-            subject=str(kind.subject) % {"title": event.title, "when": event_when(event)},
-            recipients=[registration.email],
-            body=render_template(f"email/{row.kind}.txt", **context),
-            html=render_template(f"email/{row.kind}.html", **context),
-            reply_to=event.contact_email or None,
-            sender=current_app.config["MAIL_DEFAULT_SENDER"],
-            extra_headers={"Auto-Submitted": "auto-generated"},
-        )
-        if kind.calendar:
-            message.attach(
-                f"{event.slug}.ics",
-                "text/calendar; method=PUBLISH",
-                ics.registration_calendar(registration),
-            )
-    message.msgId = message_id(row)
-    return message
+    with force_locale(_language(registration)):
+        text, html = _render(row.kind, _context(row, registration))
+        return _email(row, registration, text, html)
+
+
+# --- Many at once: mail merge ------------------------------------------------------------------
+
+#: Values that differ between the participants of one group, and stand-ins for them.
+_PERSONAL = ("full_name", "manage_url", "join_url", "position")
+
+
+def _stand_in(name: str) -> str:
+    return f"MERGE-{name.upper()}-7f3a9c"
+
+
+class _Person:
+    """A registration seen through the template with the personal values replaced by stand-ins;
+    every other attribute comes from the real registration (it is the same for the group)."""
+
+    def __init__(self, registration: Registration) -> None:
+        self._registration = registration
+        self.full_name = _stand_in("full_name")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._registration, name)
+
+
+def _group_key(row: OutboxMessage, registration: Registration) -> tuple:
+    return (
+        row.kind,
+        registration.event_id,
+        _language(registration),
+        str(registration.attendance),
+        str(registration.status),
+        repr(sorted((row.payload or {}).items())),
+    )
+
+
+def _merge(template: str, values: dict[str, str], escape_html: bool) -> str:
+    for name, value in values.items():
+        template = template.replace(_stand_in(name), str(escape(value)) if escape_html else value)
+    return template
+
+
+def _personal_values(context: dict[str, Any], registration: Registration) -> dict[str, str]:
+    return {
+        "full_name": registration.full_name,
+        "manage_url": context["manage_url"],
+        "join_url": context["join_url"],
+        "position": str(context["position"]),
+    }
+
+
+def build_messages(rows: list[OutboxMessage]) -> list[Message | Exception | None]:
+    """The emails for many rows, in order (``None``: no longer applies; an exception: this row
+    could not be rendered).
+
+    Rows of the same kind, event, language, attendance and status differ only in a few personal
+    values, so each group's templates are rendered once with stand-ins and the values are filled
+    in per person. Guard: the merged mail of the group's first person must equal its individual
+    rendering, otherwise (a template that uses the personal values differently) the whole group
+    is rendered one by one.
+    """
+    results: list[Message | Exception | None] = [None] * len(rows)
+    groups: dict[tuple, list[int]] = {}
+    for index, row in enumerate(rows):
+        registration = row.registration
+        if registration is None or row.kind not in KINDS or not still_applies(row, registration):
+            continue
+        groups.setdefault(_group_key(row, registration), []).append(index)
+    for indexes in groups.values():
+        first = rows[indexes[0]]
+        with force_locale(_language(first.registration)):
+            try:
+                merged = _merged_templates(first)
+            except Exception as exc:  # a template error: recorded per row below
+                for index in indexes:
+                    results[index] = exc
+                continue
+            for index in indexes:
+                row = rows[index]
+                try:
+                    results[index] = _personal_message(row, merged)
+                except Exception as exc:  # one row must not stop the batch
+                    results[index] = exc
+    return results
+
+
+def _merged_templates(first: OutboxMessage) -> tuple[str, str] | None:
+    """The group's (text, html) with stand-ins, or ``None`` when merging is not safe for it."""
+    registration = first.registration
+    context = _context(first, registration)
+    stand_ins = {**context, "registration": _Person(registration)}
+    for name in ("manage_url", "join_url", "position"):
+        stand_ins[name] = _stand_in(name)
+    text, html = _render(first.kind, stand_ins)
+    values = _personal_values(context, registration)
+    expected = _render(first.kind, context)
+    if (_merge(text, values, False), _merge(html, values, True)) != expected:
+        return None
+    return text, html
+
+
+def _personal_message(row: OutboxMessage, merged: tuple[str, str] | None) -> Message:
+    registration = row.registration
+    context = _context(row, registration)
+    if merged is None:
+        text, html = _render(row.kind, context)
+    else:
+        values = _personal_values(context, registration)
+        text, html = _merge(merged[0], values, False), _merge(merged[1], values, True)
+    return _email(row, registration, text, html)

@@ -23,7 +23,7 @@ from sqlalchemy.orm import selectinload
 
 from .. import notifications
 from ..extensions import db
-from ..mailer import Transport, open_transport
+from ..mailer import Message, Transport, open_transport
 from ..models import OutboxMessage, OutboxStatus, Registration
 from ..timeutil import utcnow
 
@@ -149,13 +149,14 @@ def send_batch(
     pending = _load(ids)
     base_url = current_app.config["BASE_URL"]
     try:
-        with (
-            current_app.test_request_context("/", base_url=base_url),
-            open_transport() as transport,
-        ):
-            while pending and not should_stop():
-                _send_one(pending[0], transport, clock(), result)
-                pending.pop(0)
+        with current_app.test_request_context("/", base_url=base_url):
+            messages = dict(
+                zip(ids_of(pending), notifications.build_messages(pending), strict=True)
+            )
+            with open_transport() as transport:
+                while pending and not should_stop():
+                    _send_one(pending[0], messages[pending[0].id], transport, clock(), result)
+                    pending.pop(0)
     except (smtplib.SMTPException, OSError) as exc:
         error = str(classify(exc))
         log.warning(
@@ -173,12 +174,20 @@ def send_batch(
     return result
 
 
-def _send_one(row: OutboxMessage, transport: Transport, now: datetime, result: PassResult) -> None:
-    try:
-        message = notifications.build_message(row)
-    except Exception as exc:  # a template bug must not block the queue: record and move on
-        log.exception("cannot render outbox row %s", row.id)
-        _record(row, "failed", now, f"render error: {type(exc).__name__}: {exc}")
+def ids_of(rows: list[OutboxMessage]) -> list[int]:
+    return [row.id for row in rows]
+
+
+def _send_one(
+    row: OutboxMessage,
+    message: Message | Exception | None,
+    transport: Transport,
+    now: datetime,
+    result: PassResult,
+) -> None:
+    if isinstance(message, Exception):  # a template bug must not block the queue
+        log.error("cannot render outbox row %s: %r", row.id, message)
+        _record(row, "failed", now, f"render error: {type(message).__name__}: {message}")
         result.failed += 1
         return
     if message is None:

@@ -1,0 +1,154 @@
+"""Benchmark: deliver N confirmation emails from the outbox to a local SMTP server.
+
+Reports messages per second of the real worker path (claim, render from the database, send over
+one connection per batch, record) next to plain smtplib sending the same N pre-rendered messages
+over one connection, in the same run against the same server. Target: at least half of
+smtplib's rate.
+
+    .venv/bin/python -m bench.mail_throughput [--messages 5000] [--database-url URL]
+"""
+
+from __future__ import annotations
+
+import argparse
+import smtplib
+import sys
+import tempfile
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+
+from aiosmtpd.controller import Controller
+from sqlalchemy import insert
+
+from registration import create_app
+from registration.extensions import db, mail
+from registration.models import Event, EventFormat, EventStatus, OutboxMessage, Registration
+from registration.notifications import build_message
+from registration.services import delivery
+from registration.timeutil import utcnow
+from registration.tokens import hash_token, new_salt
+from tests.smtp import free_port
+
+TARGET_RATIO = 0.5
+
+
+class CountingHandler:
+    """Accepts everything and only counts (the server must not be the bottleneck)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.lock = threading.Lock()
+
+    async def handle_DATA(self, server, session, envelope) -> str:
+        with self.lock:
+            self.count += 1
+        return "250 OK"
+
+
+def seed(n: int) -> list[int]:
+    """One event, n confirmed registrations, n pending confirmation rows (bulk, not measured)."""
+    start = utcnow() + timedelta(days=30)
+    event = Event(
+        slug="bench", title="Fachtagung Interkommunales Wohnen", format=EventFormat.ON_SITE,
+        status=EventStatus.PUBLISHED, starts_at=start, ends_at=start + timedelta(hours=6),
+        venue_name="Volkshaus Jena", venue_address="Carl-Zeiß-Platz 15\n07743 Jena",
+        contact_name="Wirtschaftsförderung Jena", contact_email="orga@example.org",
+        capacity_on_site=None,
+    )  # fmt: skip
+    db.session.add(event)
+    db.session.flush()
+    now = utcnow()
+    rows = []
+    for i in range(n):
+        salt = new_salt()
+        rows.append(
+            {
+                "event_id": event.id, "email": f"p{i}@example.org", "email_key": f"p{i}@example.org",
+                "first_name": "Erika", "last_name": f"Muster {i}", "organisation": "Stadt Jena",
+                "attendance": "on_site", "status": "confirmed", "language": "de",
+                "privacy_consent_at": now, "created_at": now, "confirmed_at": now,
+                "token_salt": salt, "manage_token_hash": hash_token(salt),
+            }
+        )  # fmt: skip
+    db.session.execute(insert(Registration), rows)
+    ids = [r.id for r in db.session.query(Registration.id).order_by(Registration.id)]
+    db.session.execute(
+        insert(OutboxMessage),
+        [
+            {"kind": "confirmation", "registration_id": rid, "event_id": event.id,
+             "dedupe_key": f"confirmation:{rid}", "status": "pending", "attempts": 0,
+             "next_attempt_at": now, "last_error": "", "created_at": now}
+            for rid in ids
+        ],
+    )  # fmt: skip
+    db.session.commit()
+    return ids
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--messages", type=int, default=5000)
+    parser.add_argument("--database-url", default=None, help="default: a temporary SQLite file")
+    parser.add_argument("--batch-size", type=int, default=200)
+    args = parser.parse_args()
+
+    handler = CountingHandler()
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    workdir = Path(tempfile.mkdtemp(prefix="bench-mail-"))
+    app = create_app(
+        "testing",
+        SQLALCHEMY_DATABASE_URI=args.database_url or f"sqlite:///{workdir / 'bench.sqlite'}",
+        MAIL_SERVER="127.0.0.1", MAIL_PORT=port, BASE_URL="https://anmeldung.example.org",
+    )  # fmt: skip
+    mail.init_app(app)
+    try:
+        with app.app_context():
+            db.drop_all()
+            db.create_all()
+            seed(args.messages)
+
+            # Baseline input: the same messages, rendered beforehand (not measured).
+            rows = db.session.query(OutboxMessage).order_by(OutboxMessage.id).all()
+            with app.test_request_context("/", base_url=app.config["BASE_URL"]):
+                prepared = [(m.sender, m.send_to, m.as_bytes()) for m in map(build_message, rows)]
+            db.session.expire_all()
+
+            started = time.perf_counter()
+            with smtplib.SMTP("127.0.0.1", port) as conn:
+                for sender, recipients, data in prepared:
+                    conn.sendmail(sender, list(recipients), data)
+            smtplib_seconds = time.perf_counter() - started
+            assert handler.count == args.messages
+
+            started = time.perf_counter()
+            result = delivery.send_due(batch_size=args.batch_size)
+            outbox_seconds = time.perf_counter() - started
+            assert result.sent == args.messages, result
+            assert handler.count == 2 * args.messages
+            dialect = db.engine.dialect.name
+            db.drop_all()
+            db.engine.dispose()
+    finally:
+        controller.stop()
+
+    smtplib_rate = args.messages / smtplib_seconds
+    outbox_rate = args.messages / outbox_seconds
+    ratio = outbox_rate / smtplib_rate
+    print(f"messages:            {args.messages} ({dialect}, batch size {args.batch_size})")
+    print(
+        f"plain smtplib:       {smtplib_rate:8.0f} msg/s  ({smtplib_seconds:.2f} s, pre-rendered)"
+    )
+    print(
+        f"outbox worker:       {outbox_rate:8.0f} msg/s  ({outbox_seconds:.2f} s, render + send + record)"
+    )
+    print(f"ratio:               {ratio:8.2f}  (target >= {TARGET_RATIO})")
+    print("PASS" if ratio >= TARGET_RATIO else "BELOW TARGET")
+    return 0 if ratio >= TARGET_RATIO else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
