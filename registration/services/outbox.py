@@ -36,15 +36,7 @@ def enqueue(
     if existing and kind in ONCE_PER_REGISTRATION:
         return None
     key = base_key if not existing else f"{base_key}:{existing + 1}"
-    message = OutboxMessage(
-        kind=kind,
-        registration_id=registration.id,
-        event_id=registration.event_id,
-        dedupe_key=key,
-        payload=payload,
-    )
-    db.session.add(message)
-    return message
+    return _add(kind, registration, key, payload)
 
 
 def enqueue_keyed(
@@ -53,6 +45,12 @@ def enqueue_keyed(
     """Add an email with an explicit dedupe key, unless that key is queued already."""
     if db.session.scalar(select(OutboxMessage.id).where(OutboxMessage.dedupe_key == key)):
         return None
+    return _add(kind, registration, key, payload)
+
+
+def _add(
+    kind: str, registration: Registration, key: str, payload: dict[str, Any] | None
+) -> OutboxMessage:
     message = OutboxMessage(
         kind=kind,
         registration_id=registration.id,

@@ -72,28 +72,25 @@ def _refresh(registration: Registration) -> Registration:
     return registration
 
 
-def confirmed_count(event: Event, mode: Attendance | str) -> int:
+def count(event: Event, mode: Attendance | str, status: RegistrationStatus) -> int:
+    """How many registrations of ``event`` in ``mode`` have ``status``."""
     return db.session.scalar(
         select(func.count())
         .select_from(Registration)
         .where(
             Registration.event_id == event.id,
             Registration.attendance == mode,
-            Registration.status == RegistrationStatus.CONFIRMED,
+            Registration.status == status,
         )
     )
+
+
+def confirmed_count(event: Event, mode: Attendance | str) -> int:
+    return count(event, mode, RegistrationStatus.CONFIRMED)
 
 
 def waitlisted_count(event: Event, mode: Attendance | str) -> int:
-    return db.session.scalar(
-        select(func.count())
-        .select_from(Registration)
-        .where(
-            Registration.event_id == event.id,
-            Registration.attendance == mode,
-            Registration.status == RegistrationStatus.WAITLISTED,
-        )
-    )
+    return count(event, mode, RegistrationStatus.WAITLISTED)
 
 
 def has_seat(event: Event, mode: Attendance | str) -> bool:
