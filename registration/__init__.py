@@ -9,7 +9,7 @@ from flask import Flask
 
 from config import Config, config_from_name
 
-from . import cli, database, errors, formatting, i18n, security
+from . import admin, cli, database, errors, formatting, i18n, security
 from .api import bp as api_bp
 from .extensions import csrf, mail
 from .public import bp as public_bp
@@ -46,8 +46,10 @@ def create_app(config_class: type[Config] | str | None = None, **overrides: obje
     formatting.init_app(app)
     security.init_app(app)
     cli.init_app(app)
+    admin.init_app(app)
 
     csrf.exempt(api_bp)  # the JSON API uses no cookies
     app.register_blueprint(public_bp)
     app.register_blueprint(api_bp)
+    app.register_blueprint(admin.bp)
     return app

@@ -14,13 +14,12 @@ from email_validator import EmailNotValidError, validate_email
 from flask import Flask
 from flask.cli import AppGroup
 from sqlalchemy import select
-from werkzeug.security import generate_password_hash
 
 from . import worker
 from .extensions import db
-from .models import Organiser
-from .services import demo
-from .services.errors import ServiceError
+from .models import Event, Organiser
+from .services import accounts, audit, demo
+from .services.errors import InvalidInput, ServiceError
 from .services.events import EventDataError, parse_event_file, upsert_event
 from .timeutil import utcnow
 
@@ -85,21 +84,34 @@ def create_user(email: str, admin: bool, name: str, password: str) -> None:
         email = validate_email(email, check_deliverability=False).normalized.lower()
     except EmailNotValidError as exc:
         raise click.BadParameter(str(exc), param_hint="EMAIL") from exc
-    if len(password) < 10:
-        raise click.BadParameter("use at least 10 characters", param_hint="password")
-    if db.session.scalars(select(Organiser).where(Organiser.email == email)).first():
+    if accounts.find(email) is not None:
         raise click.ClickException(f"an account for {email} exists already")
-    db.session.add(
-        Organiser(
-            email=email,
-            name=name,
-            password_hash=generate_password_hash(password),
-            is_admin=admin,
-            created_at=utcnow(),
-        )
-    )
+    organiser = Organiser(email=email, name=name, is_admin=admin, created_at=utcnow())
+    try:
+        accounts.set_password(organiser, password)
+    except InvalidInput as exc:
+        raise click.BadParameter(str(exc), param_hint="password") from exc
+    db.session.add(organiser)
     db.session.commit()
     click.echo(f"created {'admin' if admin else 'organiser'} {email}")
+
+
+@events_cli.command("add-organiser")
+@click.argument("slug")
+@click.argument("email")
+def add_organiser(slug: str, email: str) -> None:
+    """Let the account EMAIL see and manage the event SLUG."""
+    event = db.session.scalars(select(Event).where(Event.slug == slug)).first()
+    if event is None:
+        raise click.ClickException(f"no event {slug!r}")
+    organiser = accounts.find(email)
+    if organiser is None:
+        raise click.ClickException(f"no account {email!r} (create it with: users create)")
+    if organiser not in event.organisers:
+        event.organisers.append(organiser)
+        audit.record(None, "event.organiser.add", event=event, subject=f"organiser:{organiser.id}")
+    db.session.commit()
+    click.echo(f"{organiser.email} organises {event.slug}")
 
 
 @mail_cli.command("worker")

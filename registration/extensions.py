@@ -1,6 +1,7 @@
 """The Flask extensions, as bare singletons. This module never imports the app."""
 
 from flask_babel import Babel
+from flask_login import LoginManager
 from flask_mail import Mail
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
@@ -27,3 +28,4 @@ migrate = Migrate()
 mail = Mail()
 csrf = CSRFProtect()
 babel = Babel()
+login_manager = LoginManager()

@@ -11,7 +11,7 @@ from flask_babel import get_locale, ngettext
 from flask_babel import gettext as _
 
 from .markup import render_markdown
-from .models import Answer, Attendance, Event, EventFormat, EventStatus
+from .models import Answer, Attendance, Event, EventFormat, EventStatus, RegistrationStatus
 from .services import answers
 from .services.seats import SeatStatus
 
@@ -44,6 +44,14 @@ def local_datetime(value: datetime, event: Event) -> str:
 
 def mode_name(mode: Attendance | str) -> str:
     return _("On site") if mode == Attendance.ON_SITE else _("Online")
+
+
+def status_name(status: RegistrationStatus | str) -> str:
+    return {
+        RegistrationStatus.CONFIRMED: _("Confirmed"),
+        RegistrationStatus.WAITLISTED: _("Waiting list"),
+        RegistrationStatus.CANCELLED: _("Cancelled"),
+    }[RegistrationStatus(status)]
 
 
 def format_name(event: Event) -> str:
@@ -99,6 +107,7 @@ def init_app(app: Flask) -> None:
     app.add_template_filter(event_state, "event_state")
     app.add_template_filter(seat_text, "seat_text")
     app.add_template_filter(mode_name, "mode_name")
+    app.add_template_filter(status_name, "status_name")
     app.add_template_filter(format_name, "format_name")
     app.add_template_filter(render_markdown, "markdown")
     app.add_template_filter(tel_href, "tel_href")

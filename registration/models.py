@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import enum
+import hashlib
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from flask_login import UserMixin
 from sqlalchemy import (
     JSON,
     Boolean,
     CheckConstraint,
+    Column,
     Enum,
     ForeignKey,
     Index,
     Integer,
     String,
+    Table,
     Text,
     UniqueConstraint,
     text,
@@ -95,6 +99,15 @@ def modes_for_format(fmt: EventFormat) -> tuple[Attendance, ...]:
 
 #: Statuses that hold a place (a seat or a place on the waiting list).
 ACTIVE_STATUSES = (RegistrationStatus.CONFIRMED, RegistrationStatus.WAITLISTED)
+
+
+#: Which organisers run which events (an event can have several).
+event_organisers = Table(
+    "event_organisers",
+    db.metadata,
+    Column("event_id", ForeignKey("events.id", ondelete="CASCADE"), primary_key=True),
+    Column("organiser_id", ForeignKey("organisers.id", ondelete="CASCADE"), primary_key=True),
+)
 
 
 class Event(db.Model):
@@ -185,6 +198,10 @@ class Event(db.Model):
         cascade="all, delete-orphan",
         passive_deletes=True,
         order_by="EventFile.position",
+    )
+    #: The organisers who may see and manage this event (admins see every event).
+    organisers: Mapped[list[Organiser]] = relationship(
+        secondary=event_organisers, back_populates="events"
     )
 
     def __repr__(self) -> str:
@@ -376,7 +393,7 @@ class EventFile(db.Model):
         return f"<EventFile {self.kind} {self.filename}>"
 
 
-class Organiser(db.Model):
+class Organiser(UserMixin, db.Model):
     """A back-office account (created with ``flask users create``)."""
 
     __tablename__ = "organisers"
@@ -390,9 +407,53 @@ class Organiser(db.Model):
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: Failed logins in a row; enough of them lock the account for a while.
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: When the password was last set (changing it ends all other sessions, see get_id).
+    password_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    events: Mapped[list[Event]] = relationship(
+        secondary=event_organisers, back_populates="organisers"
+    )
 
     def __repr__(self) -> str:
         return f"<Organiser {self.email}>"
+
+    @property
+    def is_active(self) -> bool:  # Flask-Login: deactivated accounts cannot log in
+        return self.active
+
+    def get_id(self) -> str:
+        """Session identifier: the id plus a digest of the password hash (salted anew on every
+        change), so a changed password ends every other session."""
+        stamp = hashlib.sha256(self.password_hash.encode()).hexdigest()[:16]
+        return f"{self.id}:{stamp}"
+
+    def can_manage(self, event: Event) -> bool:
+        return self.is_admin or any(o.id == self.id for o in event.organisers)
+
+
+class AuditEntry(db.Model):
+    """Who did what and when: event edits, participant changes, exports, check-ins."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    actor_id: Mapped[int | None] = mapped_column(
+        ForeignKey("organisers.id", ondelete="SET NULL"), index=True
+    )
+    #: Kept as text: the entry outlives the account.
+    actor_email: Mapped[str] = mapped_column(String(254), default="")
+    event_id: Mapped[int | None] = mapped_column(
+        ForeignKey("events.id", ondelete="SET NULL"), index=True
+    )
+    #: e.g. "export.csv", "participant.cancel", "checkin", "login.failed"
+    action: Mapped[str] = mapped_column(String(60))
+    #: What it was done to, e.g. "registration:42".
+    subject: Mapped[str] = mapped_column(String(100), default="")
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class OutboxMessage(db.Model):

@@ -1,0 +1,194 @@
+"""Back-office views. Every view that shows an event or a participant goes through
+``_event_or_404``: another organiser's event is a 404, as if it did not exist (invariant 7)."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_login import current_user, login_required, login_user, logout_user
+from sqlalchemy import func, or_, select
+
+from ..extensions import db, login_manager
+from ..models import (
+    Attendance,
+    Event,
+    EventStatus,
+    OutboxMessage,
+    Registration,
+    RegistrationStatus,
+    event_organisers,
+)
+from ..services import accounts
+from ..services.errors import InvalidInput, ServiceError
+from ..services.seats import seat_status
+from ..timeutil import utcnow
+from .forms import LoginForm, PasswordForm
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+PER_PAGE = 50
+SORTS = {
+    "name": (func.lower(Registration.last_name), func.lower(Registration.first_name)),
+    "organisation": (func.lower(Registration.organisation), func.lower(Registration.last_name)),
+    "registered": (Registration.created_at,),
+    "status": (Registration.status, Registration.waitlist_order),
+}
+
+
+def _safe_next(target: str | None) -> str:
+    """Only local paths: a login link must not send people to another site."""
+    if target and target.startswith("/") and not target.startswith("//"):
+        parts = urlsplit(target)
+        if not parts.scheme and not parts.netloc:
+            return target
+    return url_for("admin.dashboard")
+
+
+def visible_events() -> Any:
+    """A select of the events the current organiser may see."""
+    stmt = select(Event)
+    if not current_user.is_admin:
+        stmt = stmt.join(event_organisers).where(event_organisers.c.organiser_id == current_user.id)
+    return stmt
+
+
+def _event_or_404(slug: str) -> Event:
+    event = db.session.scalars(visible_events().where(Event.slug == slug)).first()
+    if event is None:
+        abort(404)
+    return event
+
+
+def _registration_or_404(event: Event, registration_id: int) -> Registration:
+    registration = db.session.get(Registration, registration_id)
+    if registration is None or registration.event_id != event.id:
+        abort(404)
+    return registration
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> Any:
+    if current_user.is_authenticated:
+        return redirect(url_for("admin.dashboard"))
+    form = LoginForm()
+    if form.validate_on_submit():
+        try:
+            organiser = accounts.authenticate(form.email.data, form.password.data)
+        except ServiceError as exc:
+            db.session.commit()  # the failure count and the audit entry
+            form.form_errors.append(str(exc))
+        else:
+            db.session.commit()
+            login_user(organiser)
+            return redirect(_safe_next(request.args.get("next")))
+    return render_template("admin/login.html", form=form), 200 if not form.errors else 422
+
+
+@bp.post("/logout")
+@login_required
+def logout() -> Any:
+    logout_user()
+    flash(_("You have been logged out."), "success")
+    return redirect(url_for("admin.login"))
+
+
+@bp.route("/password", methods=["GET", "POST"])
+@login_required
+def password() -> Any:
+    form = PasswordForm()
+    organiser = current_user._get_current_object()
+    if form.validate_on_submit():
+        try:
+            accounts.change_password(organiser, form.current_password.data, form.password.data)
+        except InvalidInput as exc:
+            db.session.rollback()
+            for name, messages in exc.errors.items():
+                form[name].errors = [*form[name].errors, *messages]
+        else:
+            db.session.commit()
+            login_user(organiser)  # the session identifier changed with the password
+            flash(_("Your password has been changed."), "success")
+            return redirect(url_for("admin.dashboard"))
+    return render_template("admin/password.html", form=form)
+
+
+@bp.get("/")
+@login_required
+def dashboard() -> Any:
+    events = list(db.session.scalars(visible_events().order_by(Event.starts_at)))
+    now = utcnow()
+    groups = {
+        "upcoming": [e for e in events if e.status != EventStatus.DRAFT and e.ends_at > now],
+        "drafts": [e for e in events if e.status == EventStatus.DRAFT],
+        "past": [e for e in events if e.status != EventStatus.DRAFT and e.ends_at <= now][::-1],
+    }
+    return render_template(
+        "admin/dashboard.html", groups=groups, seats=seat_status(events), now=now
+    )
+
+
+@bp.get("/events/<slug>/participants")
+@login_required
+def participants(slug: str) -> Any:
+    event = _event_or_404(slug)
+    query = (request.args.get("q") or "").strip()
+    status = request.args.get("status") or ""
+    attendance = request.args.get("attendance") or ""
+    sort = request.args.get("sort") if request.args.get("sort") in SORTS else "name"
+    stmt = select(Registration).where(Registration.event_id == event.id)
+    if query:
+        like = f"%{query.lower()}%"
+        stmt = stmt.where(
+            or_(
+                func.lower(Registration.first_name).like(like),
+                func.lower(Registration.last_name).like(like),
+                Registration.email_key.like(like),
+                func.lower(Registration.organisation).like(like),
+            )
+        )
+    if status in {s.value for s in RegistrationStatus}:
+        stmt = stmt.where(Registration.status == status)
+    if attendance in {a.value for a in Attendance}:
+        stmt = stmt.where(Registration.attendance == attendance)
+    page = db.paginate(stmt.order_by(*SORTS[sort], Registration.id), per_page=PER_PAGE)
+    return render_template(
+        "admin/participants.html",
+        event=event,
+        page=page,
+        seats=seat_status([event])[event.id],
+        filters={"q": query, "status": status, "attendance": attendance, "sort": sort},
+    )
+
+
+@bp.get("/events/<slug>/participants/<int:registration_id>")
+@login_required
+def participant(slug: str, registration_id: int) -> Any:
+    event = _event_or_404(slug)
+    registration = _registration_or_404(event, registration_id)
+    emails = db.session.scalars(
+        select(OutboxMessage)
+        .where(OutboxMessage.registration_id == registration.id)
+        .order_by(OutboxMessage.created_at, OutboxMessage.id)
+    ).all()
+    return render_template(
+        "admin/participant.html", event=event, registration=registration, emails=emails
+    )
+
+
+def init_app(app: Any) -> None:
+    """Flask-Login: the user loader and where anonymous visitors are sent."""
+    login_manager.init_app(app)
+    login_manager.login_view = "admin.login"
+    login_manager.login_message = None
+    login_manager.session_protection = "basic"
+    login_manager.user_loader(accounts.load_session_user)
+    # Flask-Login caches the user on ``g``; an app context that outlives one request (tests,
+    # nested contexts) must not carry one visitor's login into the next request.
+    app.before_request(_forget_cached_user)
+
+
+def _forget_cached_user() -> None:
+    g.pop("_login_user", None)

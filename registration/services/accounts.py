@@ -1,0 +1,94 @@
+"""Organiser accounts: logging in (slowed down after failures), passwords."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from flask_babel import lazy_gettext as _l
+from sqlalchemy import func, select
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from ..extensions import db
+from ..models import Organiser
+from ..timeutil import utcnow
+from . import audit
+from .errors import InvalidInput, ServiceError
+
+log = logging.getLogger(__name__)
+
+#: After this many failures in a row the account waits LOCK_MINUTES before the next try.
+MAX_FAILURES = 5
+LOCK_MINUTES = 15
+MIN_PASSWORD_LENGTH = 10
+#: A hash to check against when the address is unknown, so both cases take the same time.
+_DUMMY_HASH = generate_password_hash("not a real password")
+
+
+class LoginFailed(ServiceError):
+    code = "login_failed"
+    default_message = _l("The email address or the password is wrong.")
+
+
+class LoginLocked(ServiceError):
+    code = "login_locked"
+    default_message = _l("Too many failed attempts. Please wait 15 minutes and try again.")
+
+
+def find(email: str) -> Organiser | None:
+    return db.session.scalars(
+        select(Organiser).where(func.lower(Organiser.email) == email.strip().lower())
+    ).first()
+
+
+def authenticate(email: str, password: str, *, now: datetime | None = None) -> Organiser:
+    """The account for these credentials, or :class:`LoginFailed`/:class:`LoginLocked`.
+    Failures are counted and logged (without the password); the caller commits."""
+    now = now or utcnow()
+    organiser = find(email)
+    if organiser is None:
+        check_password_hash(_DUMMY_HASH, password)
+        log.warning("failed login for unknown account %r", email[:254])
+        raise LoginFailed()
+    if organiser.locked_until is not None and organiser.locked_until > now:
+        log.warning("login for locked account %s", organiser.email)
+        raise LoginLocked()
+    if not organiser.active or not check_password_hash(organiser.password_hash, password):
+        organiser.failed_logins += 1
+        if organiser.failed_logins >= MAX_FAILURES:
+            organiser.locked_until = now + timedelta(minutes=LOCK_MINUTES)
+            organiser.failed_logins = 0
+        audit.record(organiser, "login.failed")
+        log.warning("failed login for %s", organiser.email)
+        raise LoginFailed()
+    organiser.failed_logins = 0
+    organiser.locked_until = None
+    audit.record(organiser, "login")
+    return organiser
+
+
+def set_password(organiser: Organiser, password: str, *, now: datetime | None = None) -> None:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise InvalidInput(
+            {"password": [_l("Please use at least %(num)d characters.", num=MIN_PASSWORD_LENGTH)]}
+        )
+    organiser.password_hash = generate_password_hash(password)
+    organiser.password_changed_at = now or utcnow()
+
+
+def change_password(organiser: Organiser, current: str, new: str) -> None:
+    if not check_password_hash(organiser.password_hash, current):
+        raise InvalidInput({"current_password": [_l("The current password is wrong.")]})
+    set_password(organiser, new)
+    audit.record(organiser, "password.change")
+
+
+def load_session_user(session_id: str) -> Organiser | None:
+    """Flask-Login's user loader: ``<id>:<password stamp>`` (see Organiser.get_id)."""
+    head, _, stamp = session_id.partition(":")
+    if not head.isdigit():
+        return None
+    organiser = db.session.get(Organiser, int(head))
+    if organiser is None or not organiser.active or organiser.get_id() != f"{head}:{stamp}":
+        return None
+    return organiser

@@ -1,0 +1,235 @@
+"""The back office: login, throttling, sessions, and that nobody sees another's events."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from registration.extensions import db
+from registration.models import AuditEntry, EventFormat, Organiser
+from registration.services import accounts, signup
+from registration.timeutil import utcnow
+
+from .conftest import make_event
+
+PASSWORD = "richtig-geheim-1"
+DE = {"Accept-Language": "de"}
+
+
+def make_organiser(email: str, *, admin: bool = False) -> Organiser:
+    organiser = Organiser(email=email, is_admin=admin)
+    accounts.set_password(organiser, PASSWORD)
+    db.session.add(organiser)
+    db.session.commit()
+    return organiser
+
+
+def login(client, email: str, password: str = PASSWORD, **kwargs):
+    return client.post("/admin/login", data={"email": email, "password": password}, **kwargs)
+
+
+def register(event, n: int, **overrides) -> None:
+    values = {"email": f"p{n}@example.org", "first_name": f"Vor{n}", "last_name": f"Nach{n}",
+              "privacy_consent": True}  # fmt: skip
+    values.update(overrides)
+    signup.register(event, signup.SignupData(**values))
+    db.session.commit()
+
+
+@pytest.fixture
+def setup(app):
+    """Two organisers with one event each, and an admin."""
+    mine = make_event(slug="meine", title="Meine Werkstatt")
+    theirs = make_event(slug="fremde", title="Fremde Tagung")
+    me = make_organiser("ich@example.org")
+    other = make_organiser("andere@example.org")
+    make_organiser("admin@example.org", admin=True)
+    mine.organisers.append(me)
+    theirs.organisers.append(other)
+    db.session.commit()
+    register(theirs, 1, first_name="Geheim", last_name="Person")
+    return {"mine": mine, "theirs": theirs}
+
+
+def test_login_page_has_the_documented_fields(client, app):
+    app.config["WTF_CSRF_ENABLED"] = True
+    page = client.get("/admin/login").get_data(as_text=True)
+    for name in ('name="email"', 'name="password"', 'name="csrf_token"'):
+        assert name in page
+
+
+def test_login_and_logout(client, setup):
+    assert client.get("/admin/").status_code == 302
+    response = login(client, "Ich@Example.org")
+    assert response.status_code == 302
+    page = client.get("/admin/", headers=DE).get_data(as_text=True)
+    assert "Meine Werkstatt" in page and "Fremde Tagung" not in page
+    client.post("/admin/logout")
+    assert client.get("/admin/").status_code == 302
+
+
+def test_wrong_password_is_explained_and_logged(client, setup):
+    response = login(client, "ich@example.org", "falsch", headers=DE)
+    assert response.status_code == 422
+    assert "E-Mail-Adresse oder das Passwort ist falsch" in response.get_data(as_text=True)
+    unknown = login(client, "niemand@example.org", "falsch", headers=DE)
+    assert "E-Mail-Adresse oder das Passwort ist falsch" in unknown.get_data(as_text=True)
+    actions = db.session.scalars(select(AuditEntry.action)).all()
+    assert actions.count("login.failed") == 1
+
+
+def test_repeated_failures_lock_the_account_for_a_while(client, setup, clock):
+    clock.now = utcnow()
+    for _ in range(accounts.MAX_FAILURES):
+        login(client, "ich@example.org", "falsch")
+    locked = login(client, "ich@example.org", headers=DE)  # even the right password waits
+    assert "Zu viele fehlgeschlagene Versuche" in locked.get_data(as_text=True)
+    clock.advance(minutes=accounts.LOCK_MINUTES + 1)
+    assert login(client, "ich@example.org").status_code == 302
+
+
+def test_login_redirects_only_to_local_pages(client, setup):
+    ok = login(client, "ich@example.org", query_string={"next": "/admin/events/meine/participants"})
+    assert ok.headers["Location"] == "/admin/events/meine/participants"
+    client.post("/admin/logout")
+    evil = login(client, "ich@example.org", query_string={"next": "https://evil.example/"})
+    assert evil.headers["Location"] == "/admin/"
+    client.post("/admin/logout")
+    evil = login(client, "ich@example.org", query_string={"next": "//evil.example/"})
+    assert evil.headers["Location"] == "/admin/"
+
+
+def test_changing_the_password_ends_other_sessions(app, setup):
+    first, second = app.test_client(), app.test_client()
+    login(first, "ich@example.org")
+    login(second, "ich@example.org")
+    bad = first.post("/admin/password", data={"current_password": "falsch", "password": "x" * 12,
+                                              "confirm": "x" * 12}, headers=DE)  # fmt: skip
+    assert "Das aktuelle Passwort ist falsch." in bad.get_data(as_text=True)
+    short = first.post("/admin/password", data={"current_password": PASSWORD, "password": "kurz",
+                                                "confirm": "kurz"}, headers=DE)  # fmt: skip
+    assert "mindestens 10 Zeichen" in short.get_data(as_text=True)
+    ok = first.post("/admin/password", data={"current_password": PASSWORD,
+                                             "password": "ganz-neues-passwort", "confirm": "ganz-neues-passwort"})  # fmt: skip
+    assert ok.status_code == 302
+    assert first.get("/admin/").status_code == 200  # this session goes on
+    assert second.get("/admin/").status_code == 302  # the other one is over
+    assert login(app.test_client(), "ich@example.org", "ganz-neues-passwort").status_code == 302
+
+
+def test_deactivated_accounts_cannot_log_in_or_stay_in(client, setup):
+    login(client, "ich@example.org")
+    me = accounts.find("ich@example.org")
+    me.active = False
+    db.session.commit()
+    assert client.get("/admin/").status_code == 302
+    assert login(client, "ich@example.org").status_code == 422
+
+
+def admin_routes(app) -> list[tuple[str, str]]:
+    """Every back-office route with its method, filled in for the other organiser's event."""
+    routes = []
+    for rule in app.url_map.iter_rules():
+        if not rule.endpoint.startswith("admin.") or rule.endpoint == "admin.login":
+            continue
+        values = {"slug": "fremde", "registration_id": 1}
+        url = rule.build({k: v for k, v in values.items() if k in rule.arguments})[1]
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            routes.append((method, url))
+    return routes
+
+
+def test_every_back_office_route_needs_a_login(client, setup, app):
+    routes = admin_routes(app)
+    assert len(routes) >= 5
+    for method, url in routes:
+        response = client.open(url, method=method)
+        assert response.status_code == 302, (method, url)
+        assert response.headers["Location"].startswith("/admin/login"), (method, url)
+
+
+def test_an_unrelated_organiser_gets_404_for_everything_of_another_event(client, setup, app):
+    login(client, "ich@example.org")
+    for method, url in admin_routes(app):
+        if "/events/" not in url:
+            continue
+        response = client.open(url, method=method)
+        assert response.status_code == 404, (method, url)
+        assert "Geheim" not in response.get_data(as_text=True)
+
+
+def test_admins_see_every_event(client, setup):
+    login(client, "admin@example.org")
+    page = client.get("/admin/").get_data(as_text=True)
+    assert "Meine Werkstatt" in page and "Fremde Tagung" in page
+    assert client.get("/admin/events/fremde/participants").status_code == 200
+
+
+def test_a_participant_of_another_event_is_404_even_with_my_slug(client, setup):
+    login(client, "ich@example.org")
+    assert client.get("/admin/events/meine/participants/1").status_code == 404
+
+
+def test_participant_list_search_filter_sort_and_paginate(client, setup):
+    event = setup["mine"]
+    event.format = EventFormat.HYBRID
+    event.capacity_on_site, event.capacity_online = 60, 2
+    db.session.commit()
+    for n in range(55):
+        register(event, n, last_name=f"Nach{n:02d}", organisation="Stadt Jena" if n % 2 else "Landkreis",
+                 attendance="online" if n < 5 else "on_site")  # fmt: skip
+    login(client, "ich@example.org")
+    url = "/admin/events/meine/participants"
+    first_page = client.get(url, headers=DE).get_data(as_text=True)
+    assert "55 Teilnehmende gefunden." in first_page
+    assert "Seite 1 von 2" in first_page
+    names = re.findall(r">Nach(\d\d), Vor\d+<", first_page)
+    assert names == sorted(names) and len(names) == 50
+    assert "Nach54" in client.get(url, query_string={"page": 2}).get_data(as_text=True)
+    search = client.get(url, query_string={"q": "nach07"}).get_data(as_text=True)
+    assert re.findall(r">Nach(\d\d),", search) == ["07"]
+    waiting = client.get(url, query_string={"status": "waitlisted"}, headers=DE).get_data(
+        as_text=True
+    )
+    assert "3 Teilnehmende gefunden." in waiting
+    online = client.get(url, query_string={"attendance": "online"}, headers=DE).get_data(
+        as_text=True
+    )
+    assert "5 Teilnehmende gefunden." in online
+    by_org = client.get(url, query_string={"sort": "organisation", "q": "nach0"}).get_data(
+        as_text=True
+    )
+    assert by_org.index("Landkreis") < by_org.index("Stadt Jena")
+
+
+def test_participant_detail_shows_answers_and_email_history(client, setup):
+    register(setup["mine"], 1, first_name="Jürgen", last_name="Weiß")
+    login(client, "ich@example.org")
+    registration_id = db.session.scalars(select(signup.Registration.id).where(
+        signup.Registration.last_name == "Weiß")).one()  # fmt: skip
+    page = client.get(f"/admin/events/meine/participants/{registration_id}", headers=DE)
+    text = page.get_data(as_text=True)
+    assert page.status_code == 200
+    assert "Jürgen Weiß" in text and "confirmation" in text and "pending" in text
+
+
+def test_cli_adds_organisers_to_events(runner, setup):
+    result = runner.invoke(args=["events", "add-organiser", "fremde", "ich@example.org"])
+    assert result.exit_code == 0, result.output
+    assert accounts.find("ich@example.org").can_manage(setup["theirs"])
+    assert runner.invoke(args=["events", "add-organiser", "nope", "ich@example.org"]).exit_code != 0
+
+
+def test_lock_expiry_is_reset_after_a_good_login(app, setup, clock):
+    clock.now = utcnow()
+    me = accounts.find("ich@example.org")
+    me.failed_logins = accounts.MAX_FAILURES - 1
+    db.session.commit()
+    accounts.authenticate("ich@example.org", PASSWORD)
+    assert (me.failed_logins, me.locked_until) == (0, None)
+    me.locked_until = clock.now - timedelta(seconds=1)
+    db.session.commit()
+    assert accounts.authenticate("ich@example.org", PASSWORD) is me
