@@ -233,3 +233,53 @@ def test_lock_expiry_is_reset_after_a_good_login(app, setup, clock):
     me.locked_until = clock.now - timedelta(seconds=1)
     db.session.commit()
     assert accounts.authenticate("ich@example.org", PASSWORD) is me
+
+
+def test_check_in_with_one_click_and_undo(client, setup):
+    from registration.models import Registration
+
+    event = setup["mine"]
+    register(event, 1, first_name="Jürgen", last_name="Weiß")
+    register(event, 2, first_name="Anna", last_name="Adler")
+    login(client, "ich@example.org")
+    page = client.get("/admin/events/meine/checkin", headers=DE).get_data(as_text=True)
+    assert "0 von 2 eingecheckt" in page
+    assert page.index("Adler, Anna") < page.index("Weiß, Jürgen")
+    weiss = db.session.scalars(select(Registration).where(Registration.last_name == "Weiß")).one()
+
+    response = client.post(f"/admin/events/meine/checkin/{weiss.id}", data={"action": "checkin"})
+    assert response.status_code == 302 and response.headers["Location"].endswith(
+        f"#person-{weiss.id}"
+    )
+    page = client.get("/admin/events/meine/checkin", headers=DE).get_data(as_text=True)
+    assert "1 von 2 eingecheckt" in page and "anwesend seit" in page
+    client.post(
+        f"/admin/events/meine/checkin/{weiss.id}", data={"action": "checkin"}
+    )  # twice: harmless
+    client.post(f"/admin/events/meine/checkin/{weiss.id}", data={"action": "undo"})
+    db.session.refresh(weiss)
+    assert weiss.checked_in_at is None
+    actions = db.session.scalars(
+        select(AuditEntry.action).where(AuditEntry.action.like("checkin%"))
+    ).all()
+    assert actions == ["checkin", "checkin.undo"]
+    search = client.get("/admin/events/meine/checkin", query_string={"q": "adl"}).get_data(
+        as_text=True
+    )
+    assert "Adler, Anna" in search and "Weiß" not in search
+
+
+def test_waiting_list_people_cannot_be_checked_in(client, setup):
+    from registration.models import Registration
+
+    event = setup["mine"]
+    event.capacity_on_site = 0
+    db.session.commit()
+    register(event, 1)
+    login(client, "ich@example.org")
+    waiting = db.session.scalars(
+        select(Registration).where(Registration.event_id == event.id)
+    ).one()
+    client.post(f"/admin/events/meine/checkin/{waiting.id}", data={"action": "checkin"})
+    db.session.refresh(waiting)
+    assert waiting.checked_in_at is None

@@ -36,3 +36,7 @@ class PasswordForm(FlaskForm):
         _l("Repeat the new password"),
         validators=[EqualTo("password", message=_l("The two passwords differ."))],
     )
+
+
+class CheckinForm(FlaskForm):
+    """A button's form: the CSRF token is all it carries."""

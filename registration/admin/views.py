@@ -21,11 +21,11 @@ from ..models import (
     RegistrationStatus,
     event_organisers,
 )
-from ..services import accounts
+from ..services import accounts, checkin
 from ..services.errors import InvalidInput, ServiceError
 from ..services.seats import seat_status
 from ..timeutil import utcnow
-from .forms import LoginForm, PasswordForm
+from .forms import CheckinForm, LoginForm, PasswordForm
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -175,6 +175,56 @@ def participant(slug: str, registration_id: int) -> Any:
     ).all()
     return render_template(
         "admin/participant.html", event=event, registration=registration, emails=emails
+    )
+
+
+@bp.get("/events/<slug>/checkin")
+@login_required
+def checkin_list(slug: str) -> Any:
+    """The list at the door: confirmed participants by name, one button each."""
+    event = _event_or_404(slug)
+    query = (request.args.get("q") or "").strip().lower()
+    stmt = select(Registration).where(
+        Registration.event_id == event.id, Registration.status == RegistrationStatus.CONFIRMED
+    )
+    if query:
+        like = f"%{query}%"
+        stmt = stmt.where(
+            or_(
+                func.lower(Registration.last_name).like(like),
+                func.lower(Registration.first_name).like(like),
+                func.lower(Registration.organisation).like(like),
+            )
+        )
+    people = db.session.scalars(
+        stmt.order_by(func.lower(Registration.last_name), func.lower(Registration.first_name))
+    ).all()
+    return render_template(
+        "admin/checkin.html", event=event, people=people, counts=checkin.counts(event), q=query
+    )
+
+
+@bp.post("/events/<slug>/checkin/<int:registration_id>")
+@login_required
+def checkin_toggle(slug: str, registration_id: int) -> Any:
+    event = _event_or_404(slug)
+    registration = _registration_or_404(event, registration_id)
+    form = CheckinForm()
+    if not form.validate_on_submit():
+        abort(400)
+    try:
+        if request.form.get("action") == "undo":
+            checkin.undo(registration, current_user)
+        else:
+            checkin.check_in(registration, current_user)
+    except ServiceError as exc:
+        db.session.rollback()
+        flash(str(exc), "error")
+    else:
+        db.session.commit()
+    return redirect(
+        url_for("admin.checkin_list", slug=slug, q=request.args.get("q") or None)
+        + f"#person-{registration.id}"
     )
 
 
