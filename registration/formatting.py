@@ -54,6 +54,15 @@ def status_name(status: RegistrationStatus | str) -> str:
     }[RegistrationStatus(status)]
 
 
+def outbox_status_name(status: str) -> str:
+    return {
+        "pending": _("Waiting to be sent"),
+        "sent": _("Sent"),
+        "failed": _("Failed"),
+        "skipped": _("Not needed any more"),
+    }.get(str(status), str(status))
+
+
 def format_name(event: Event) -> str:
     return {
         EventFormat.ON_SITE: _("On site"),
@@ -108,6 +117,7 @@ def init_app(app: Flask) -> None:
     app.add_template_filter(seat_text, "seat_text")
     app.add_template_filter(mode_name, "mode_name")
     app.add_template_filter(status_name, "status_name")
+    app.add_template_filter(outbox_status_name, "outbox_status_name")
     app.add_template_filter(format_name, "format_name")
     app.add_template_filter(render_markdown, "markdown")
     app.add_template_filter(tel_href, "tel_href")

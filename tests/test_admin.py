@@ -135,7 +135,7 @@ def admin_routes(app) -> list[tuple[str, str]]:
     for rule in app.url_map.iter_rules():
         if not rule.endpoint.startswith("admin.") or rule.endpoint == "admin.login":
             continue
-        values = {"slug": "fremde", "registration_id": 1}
+        values = {"slug": "fremde", "registration_id": 1, "message_id": 1}
         url = rule.build({k: v for k, v in values.items() if k in rule.arguments})[1]
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
             routes.append((method, url))
@@ -213,7 +213,7 @@ def test_participant_detail_shows_answers_and_email_history(client, setup):
     page = client.get(f"/admin/events/meine/participants/{registration_id}", headers=DE)
     text = page.get_data(as_text=True)
     assert page.status_code == 200
-    assert "Jürgen Weiß" in text and "confirmation" in text and "pending" in text
+    assert "Jürgen Weiß" in text and "confirmation" in text and "Wartet auf Versand" in text
 
 
 def test_cli_adds_organisers_to_events(runner, setup):
@@ -283,3 +283,37 @@ def test_waiting_list_people_cannot_be_checked_in(client, setup):
     client.post(f"/admin/events/meine/checkin/{waiting.id}", data={"action": "checkin"})
     db.session.refresh(waiting)
     assert waiting.checked_in_at is None
+
+
+def test_outbox_view_retry_and_resend(client, setup):
+    from registration.models import OutboxMessage, OutboxStatus
+
+    event = setup["mine"]
+    register(event, 1)
+    register(event, 2)
+    first, second = db.session.scalars(
+        select(OutboxMessage).where(OutboxMessage.event_id == event.id).order_by(OutboxMessage.id)
+    ).all()
+    first.status, first.last_error, first.attempts = OutboxStatus.FAILED, "550 No such mailbox", 1
+    second.status = OutboxStatus.SENT
+    db.session.commit()
+    login(client, "ich@example.org")
+    page = client.get("/admin/events/meine/outbox", headers=DE).get_data(as_text=True)
+    assert "550 No such mailbox" in page and "Fehlgeschlagen: 1" in page
+    failed_only = client.get(
+        "/admin/events/meine/outbox", query_string={"status": "failed"}
+    ).get_data(as_text=True)
+    assert failed_only.count("<tr>") == 2  # header and the failed one
+
+    client.post(f"/admin/events/meine/outbox/{first.id}/retry")
+    db.session.refresh(first)
+    assert first.status == OutboxStatus.PENDING and first.next_attempt_at <= utcnow()
+    client.post(f"/admin/events/meine/outbox/{second.id}/resend")
+    copies = db.session.scalars(
+        select(OutboxMessage).where(OutboxMessage.dedupe_key.like(f"{second.dedupe_key}:resend:%"))
+    ).all()
+    assert len(copies) == 1 and copies[0].status == OutboxStatus.PENDING
+    actions = db.session.scalars(
+        select(AuditEntry.action).where(AuditEntry.action.like("email.%"))
+    ).all()
+    assert actions == ["email.retry", "email.resend"]

@@ -17,11 +17,12 @@ from ..models import (
     Event,
     EventStatus,
     OutboxMessage,
+    OutboxStatus,
     Registration,
     RegistrationStatus,
     event_organisers,
 )
-from ..services import accounts, checkin
+from ..services import accounts, audit, checkin, outbox
 from ..services.errors import InvalidInput, ServiceError
 from ..services.seats import seat_status
 from ..timeutil import utcnow
@@ -226,6 +227,69 @@ def checkin_toggle(slug: str, registration_id: int) -> Any:
         url_for("admin.checkin_list", slug=slug, q=request.args.get("q") or None)
         + f"#person-{registration.id}"
     )
+
+
+def _outbox_row_or_404(event: Event, message_id: int) -> OutboxMessage:
+    message = db.session.get(OutboxMessage, message_id)
+    if message is None or message.event_id != event.id:
+        abort(404)
+    return message
+
+
+@bp.get("/events/<slug>/outbox")
+@login_required
+def outbox_list(slug: str) -> Any:
+    """Every email of the event with its status, attempts and last error."""
+    event = _event_or_404(slug)
+    status = request.args.get("status") or ""
+    stmt = select(OutboxMessage).where(OutboxMessage.event_id == event.id)
+    if status in {s.value for s in OutboxStatus}:
+        stmt = stmt.where(OutboxMessage.status == status)
+    page = db.paginate(stmt.order_by(OutboxMessage.id.desc()), per_page=PER_PAGE)
+    totals = dict(
+        db.session.execute(
+            select(OutboxMessage.status, func.count())
+            .where(OutboxMessage.event_id == event.id)
+            .group_by(OutboxMessage.status)
+        ).all()
+    )
+    return render_template(
+        "admin/outbox.html", event=event, page=page, totals=totals, status=status,
+        form=CheckinForm(),
+    )  # fmt: skip
+
+
+@bp.post("/events/<slug>/outbox/<int:message_id>/retry")
+@login_required
+def outbox_retry(slug: str, message_id: int) -> Any:
+    event = _event_or_404(slug)
+    message = _outbox_row_or_404(event, message_id)
+    if not CheckinForm().validate_on_submit():
+        abort(400)
+    if outbox.retry(message):
+        audit.record(current_user, "email.retry", event=event, subject=f"outbox:{message.id}")
+        db.session.commit()
+        flash(_("The email will be sent again shortly."), "success")
+    return redirect(url_for("admin.outbox_list", slug=slug, status=request.args.get("status")))
+
+
+@bp.post("/events/<slug>/outbox/<int:message_id>/resend")
+@login_required
+def outbox_resend(slug: str, message_id: int) -> Any:
+    event = _event_or_404(slug)
+    message = _outbox_row_or_404(event, message_id)
+    if not CheckinForm().validate_on_submit():
+        abort(400)
+    copy = outbox.resend(message)
+    db.session.flush()
+    audit.record(current_user, "email.resend", event=event, subject=f"outbox:{copy.id}")
+    db.session.commit()
+    flash(_("The email will be sent again shortly."), "success")
+    if message.registration_id is not None:
+        return redirect(
+            url_for("admin.participant", slug=slug, registration_id=message.registration_id)
+        )
+    return redirect(url_for("admin.outbox_list", slug=slug))
 
 
 def init_app(app: Any) -> None:

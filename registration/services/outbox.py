@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
 
 from ..extensions import db
-from ..models import OutboxMessage, Registration
+from ..models import OutboxMessage, OutboxStatus, Registration
+from ..timeutil import utcnow
 
 #: Kinds a registration receives at most once in its life. The others (e.g. "promoted" or
 #: "waitlisted" after a switch of attendance) may recur, each transition getting its own row.
@@ -60,3 +62,31 @@ def _add(
     )
     db.session.add(message)
     return message
+
+
+def retry(message: OutboxMessage, *, now: datetime | None = None) -> bool:
+    """Put a failed email back in the queue (an organiser's explicit decision)."""
+    if message.status != OutboxStatus.FAILED:
+        return False
+    message.status = OutboxStatus.PENDING
+    message.next_attempt_at = now or utcnow()
+    message.locked_until = None
+    message.last_error = f"retried after: {message.last_error}"[:2000]
+    return True
+
+
+def resend(message: OutboxMessage, *, now: datetime | None = None) -> OutboxMessage:
+    """Send an email again: a new outbox row (the once-per-registration rule is for automatic
+    mails; an organiser may re-send on purpose). Rendered from the current data."""
+    now = now or utcnow()
+    copy = OutboxMessage(
+        kind=message.kind,
+        registration_id=message.registration_id,
+        event_id=message.event_id,
+        dedupe_key=f"{message.dedupe_key}:resend:{now.timestamp():.6f}",
+        payload=message.payload,
+        next_attempt_at=now,
+        created_at=now,
+    )
+    db.session.add(copy)
+    return copy
