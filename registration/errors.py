@@ -26,7 +26,7 @@ def handle_csrf_error(exc: CSRFError) -> Any:
     """A form sent with a missing or stale token: explain, never a bare 400."""
     if _wants_json():
         return jsonify({"error": "csrf", "message": exc.description}), 400
-    return render_template("errors/error.html", code=400, error=exc), 400
+    return render_template("errors/error.html", code=400, error=exc, csrf=True), 400
 
 
 def handle_internal_error(exc: InternalServerError) -> Any:

@@ -317,3 +317,61 @@ def test_outbox_view_retry_and_resend(client, setup):
         select(AuditEntry.action).where(AuditEntry.action.like("email.%"))
     ).all()
     assert actions == ["email.retry", "email.resend"]
+
+
+def test_exports_download_at_stable_urls_and_are_logged(client, setup):
+    import csv
+    import io
+
+    from openpyxl import load_workbook
+    from pypdf import PdfReader
+
+    event = setup["mine"]
+    event.capacity_on_site = 1
+    db.session.commit()
+    register(event, 1, first_name="Jürgen", last_name="Weiß", organisation="=HYPERLINK(1)")
+    register(event, 2, first_name="Anna", last_name="Straße")
+    login(client, "ich@example.org")
+
+    response = client.get("/admin/events/meine/export.csv", headers=DE)
+    assert response.status_code == 200 and response.mimetype == "text/csv"
+    assert response.headers["Cache-Control"] == "no-store"
+    assert 'filename="meine-teilnehmende.csv"' in response.headers["Content-Disposition"]
+    body = response.get_data()
+    assert body.startswith("\ufeff".encode())
+    rows = list(csv.reader(io.StringIO(body.decode("utf-8-sig")), delimiter=";"))
+    assert "Weiß" in rows[1] and "'=HYPERLINK(1)" in rows[1]
+
+    waiting = client.get(
+        "/admin/events/meine/export.csv", query_string={"status": "waitlisted", "delimiter": ","}
+    )
+    rows = list(csv.reader(io.StringIO(waiting.get_data().decode("utf-8-sig"))))
+    assert len(rows) == 2 and "Straße" in rows[1]
+
+    xlsx = client.get("/admin/events/meine/export.xlsx")
+    workbook = load_workbook(io.BytesIO(xlsx.data), read_only=True)
+    assert len(workbook.sheetnames) == 2
+    workbook.close()
+
+    pdf = client.get("/admin/events/meine/export.pdf")
+    text = PdfReader(io.BytesIO(pdf.data)).pages[0].extract_text()
+    assert pdf.mimetype == "application/pdf" and "Weiß" in text and "Straße" not in text
+
+    badges = client.get("/admin/events/meine/badges.pdf")
+    assert "Jürgen" in PdfReader(io.BytesIO(badges.data)).pages[0].extract_text()
+
+    bad = client.get("/admin/events/meine/export.csv", query_string={"status": "everyone"})
+    assert bad.status_code == 400 and "status must be one of" in bad.get_data(as_text=True)
+
+    logged = db.session.scalars(
+        select(AuditEntry).where(AuditEntry.action.like("export.%")).order_by(AuditEntry.id)
+    ).all()
+    assert [e.action for e in logged] == [
+        "export.csv",
+        "export.csv",
+        "export.xlsx",
+        "export.signin_pdf",
+        "export.badges",
+    ]
+    assert logged[1].details == {"status": "waitlisted", "attendance": None, "delimiter": ","}
+    assert all(e.actor_email == "ich@example.org" and e.event_id == event.id for e in logged)
