@@ -154,7 +154,7 @@ def test_every_back_office_route_needs_a_login(client, setup, app):
 def test_an_unrelated_organiser_gets_404_for_everything_of_another_event(client, setup, app):
     login(client, "ich@example.org")
     for method, url in admin_routes(app):
-        if "/events/" not in url:
+        if "/events/" not in url or url.endswith("/events/new"):
             continue
         response = client.open(url, method=method)
         assert response.status_code == 404, (method, url)
@@ -375,3 +375,125 @@ def test_exports_download_at_stable_urls_and_are_logged(client, setup):
     ]
     assert logged[1].details == {"status": "waitlisted", "attendance": None, "delimiter": ","}
     assert all(e.actor_email == "ich@example.org" and e.event_id == event.id for e in logged)
+
+
+def event_form(**overrides) -> dict:
+    values = {
+        "title": "Werkstatt 22", "subtitle": "22. Werkstatt – Bündnis vor Ort", "slug": "werkstatt-22",
+        "format": "hybrid", "status": "published", "starts_at": "2030-05-06T11:00",
+        "ends_at": "2030-05-06T16:30", "venue_name": "Rathaus", "venue_address": "Markt 1\n04916 Herzberg",
+        "description": "## Programm", "contact_email": "orga@example.org", "capacity_on_site": "2",
+        "capacity_online": "", "waitlist_enabled": "y", "reminder_days_before": "2",
+        "dial_in_hours_before": "24", "dial_in_url": "https://meet.example.org/w22",
+    }  # fmt: skip
+    values.update(overrides)
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def test_create_an_event_in_the_back_office(client, setup):
+    from registration.models import Event
+
+    login(client, "ich@example.org")
+    assert client.get("/admin/events/new").status_code == 200
+    response = client.post("/admin/events/new", data=event_form())
+    assert response.status_code == 302, response.get_data(as_text=True)
+    event = db.session.scalars(select(Event).where(Event.slug == "werkstatt-22")).one()
+    assert event.starts_at.astimezone(event.zone).strftime("%d.%m.%Y %H:%M") == "06.05.2030 11:00"
+    assert (event.capacity_on_site, event.capacity_online, event.waitlist_enabled) == (
+        2,
+        None,
+        True,
+    )
+    assert [o.email for o in event.organisers] == ["ich@example.org"]
+    assert "Werkstatt 22" in client.get("/admin/").get_data(as_text=True)
+    assert client.get("/events/werkstatt-22").status_code == 200  # published
+    assert db.session.scalars(
+        select(AuditEntry.action).where(AuditEntry.action == "event.create")
+    ).one()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field", "message"),
+    [
+        ({"title": ""}, "title", "Bitte geben Sie einen Titel ein."),
+        ({"slug": "Mit Leerzeichen"}, "slug", "Verwenden Sie nur a-z"),
+        ({"slug": "meine"}, "slug", "bereits vergeben"),
+        ({"ends_at": "2030-05-06T10:00"}, "ends_at", "Das Ende muss nach dem Beginn liegen."),
+        (
+            {"starts_at": "morgen"},
+            "starts_at",
+            "Kein gültiges Datum mit Zeit.",
+        ),
+        ({"capacity_on_site": "-3"}, "capacity_on_site", "Bitte geben Sie 0 oder mehr ein."),
+        ({"contact_email": "kein-at"}, "contact_email", "gültige E-Mail-Adresse"),
+        ({"dial_in_url": "ftp://x"}, "dial_in_url", "must start with https://"),
+        ({"format": "festival"}, "format", ""),
+    ],
+)
+def test_event_form_errors_next_to_the_field(client, setup, overrides, field, message):
+    login(client, "ich@example.org")
+    response = client.post("/admin/events/new", data=event_form(**overrides), headers=DE)
+    page = response.get_data(as_text=True)
+    assert response.status_code == 422
+    error = re.search(rf'<p class="field-error" id="{field}-error">(.*?)</p>', page, re.S)
+    assert error and message in error.group(1)
+    assert 'value="Werkstatt 22"' in page or field == "title"  # values kept
+
+
+def test_edit_keeps_seats_safe_and_notifies_on_request(client, setup):
+    from registration.models import OutboxMessage, Registration
+
+    event = setup["mine"]
+    for n in range(3):
+        register(event, n)  # capacity 10: all confirmed
+    login(client, "ich@example.org")
+    page = client.get("/admin/events/meine/edit").get_data(as_text=True)
+    assert 'value="Meine Werkstatt"' in page
+    local = event.starts_at.astimezone(event.zone)
+    form = event_form(title="Meine Werkstatt", slug="ignored", format="on_site",
+                      starts_at=local.strftime("%Y-%m-%dT%H:%M"),
+                      ends_at=(local + timedelta(hours=5)).strftime("%Y-%m-%dT%H:%M"),
+                      venue_name="", venue_address="", capacity_on_site="2", dial_in_url="")  # fmt: skip
+    refused = client.post("/admin/events/meine/edit", data=form, headers=DE)
+    assert (
+        refused.status_code == 422
+        and "below the 3 participants already confirmed" in refused.get_data(as_text=True)
+    )
+
+    moved = {**form, "capacity_on_site": "10", "starts_at": (local + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M"),
+             "ends_at": (local + timedelta(days=1, hours=5)).strftime("%Y-%m-%dT%H:%M")}  # fmt: skip
+    assert client.post("/admin/events/meine/edit", data=moved).status_code == 302
+    assert not db.session.scalars(
+        select(OutboxMessage).where(OutboxMessage.kind == "event_changed")
+    ).all()
+    db.session.refresh(event)
+    assert event.slug == "meine"
+    assert event.starts_at.astimezone(event.zone).strftime("%Y-%m-%dT%H:%M") == moved["starts_at"]
+
+    back = {**moved, "starts_at": form["starts_at"], "ends_at": form["ends_at"], "notify": "y"}
+    client.post("/admin/events/meine/edit", data=back)
+    changed = db.session.scalars(
+        select(OutboxMessage).where(OutboxMessage.kind == "event_changed")
+    ).all()
+    assert len(changed) == 3
+
+    client.post("/admin/events/meine/cancel", data={"notify": "y"})
+    db.session.refresh(event)
+    assert event.status == "cancelled"
+    assert (
+        len(
+            db.session.scalars(
+                select(OutboxMessage).where(OutboxMessage.kind == "event_cancelled")
+            ).all()
+        )
+        == 3
+    )
+    assert db.session.scalars(select(Registration.status)).all().count("confirmed") >= 3
+
+
+def test_duplicate_prefills_everything_but_dates(client, setup):
+    login(client, "ich@example.org")
+    page = client.get("/admin/events/new", query_string={"copy": "meine"}).get_data(as_text=True)
+    assert 'value="Meine Werkstatt"' in page and 'value="meine-kopie"' in page
+    assert re.search(r'id="starts_at" name="starts_at" value=""', page)
+    assert client.get("/admin/events/new", query_string={"copy": "fremde"}).status_code == 404

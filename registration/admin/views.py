@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
 from flask import (
     Blueprint,
     Response,
     abort,
+    current_app,
     flash,
     g,
     redirect,
@@ -34,10 +36,11 @@ from ..models import (
     event_organisers,
 )
 from ..services import accounts, audit, checkin, exports, outbox
+from ..services import events as events_service
 from ..services.errors import InvalidInput, ServiceError
 from ..services.seats import seat_status
 from ..timeutil import utcnow
-from .forms import CheckinForm, LoginForm, PasswordForm
+from .forms import CancelEventForm, CheckinForm, EventForm, LoginForm, PasswordForm
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -301,6 +304,116 @@ def outbox_resend(slug: str, message_id: int) -> Any:
             url_for("admin.participant", slug=slug, registration_id=message.registration_id)
         )
     return redirect(url_for("admin.outbox_list", slug=slug))
+
+
+# --- Events: create, edit, duplicate, cancel -----------------------------------------------------
+
+#: Where a problem found by the import rules (path) is shown on the form (field).
+_RECORD_FIELDS = {
+    "venue.name": "venue_name", "venue.address": "venue_address",
+    "contact.name": "contact_name", "contact.email": "contact_email",
+    "contact.phone": "contact_phone", "capacity.on_site": "capacity_on_site",
+    "capacity.online": "capacity_online", "dial_in.url": "dial_in_url",
+    "dial_in.meeting_id": "dial_in_meeting_id", "dial_in.passcode": "dial_in_passcode",
+    "dial_in.phone": "dial_in_phone", "dial_in.instructions": "dial_in_instructions",
+    "waitlist": "waitlist_enabled",
+}  # fmt: skip
+
+
+def _save_event(form: EventForm, event: Event | None) -> Event | None:
+    """Validate with the import rules and create or update; errors go onto the form."""
+    zone = event.zone if event is not None else ZoneInfo(current_app.config["TIMEZONE"])
+    record = form.to_record(zone)
+    if event is not None:
+        record["slug"] = event.slug  # the web address stays (links in emails and on websites)
+        record["language"] = event.language
+    try:
+        data = events_service.parse_event(record, record["slug"])
+    except events_service.EventDataError as exc:
+        for path, message in exc.fields:
+            name = _RECORD_FIELDS.get(path, path)
+            target = form._fields.get(name)
+            if target is not None:
+                target.errors = [*target.errors, message]
+            else:
+                form.form_errors.append(f"{path}: {message}")
+        return None
+    if (
+        event is None
+        and db.session.scalars(select(Event.id).where(Event.slug == data.slug)).first()
+    ):
+        form.slug.errors = [*form.slug.errors, _("This web address is taken already.")]
+        return None
+    before = (
+        (event.starts_at, event.ends_at, event.venue_name, event.venue_address) if event else None
+    )
+    try:
+        saved, created = events_service.upsert_event(data)
+    except ServiceError as exc:
+        db.session.rollback()
+        form.form_errors.append(str(exc))
+        return None
+    if created:
+        saved.organisers.append(current_user._get_current_object())
+    audit.record(current_user, "event.create" if created else "event.update", event=saved)
+    after = (saved.starts_at, saved.ends_at, saved.venue_name, saved.venue_address)
+    if before is not None and before != after and form.notify.data:
+        count = events_service.notify_participants(saved, "event_changed")
+        flash(_("%(count)s participants will be told about the change.", count=count), "success")
+    db.session.commit()
+    return saved
+
+
+@bp.route("/events/new", methods=["GET", "POST"])
+@login_required
+def event_new() -> Any:
+    form = EventForm()
+    source = request.args.get("copy")
+    if request.method == "GET" and source:
+        original = _event_or_404(source)
+        form.fill_from(original)  # the next workshop of a series: all but dates and people
+        form.slug.data = f"{original.slug}-kopie"
+        form.status.data = "draft"
+        for name in ("starts_at", "ends_at", "registration_opens_at", "registration_closes_at"):
+            form[name].data = None
+    if form.validate_on_submit():
+        event = _save_event(form, None)
+        if event is not None:
+            flash(_("The event has been created."), "success")
+            return redirect(url_for("admin.event_edit", slug=event.slug))
+    return render_template("admin/event_form.html", form=form, event=None), (
+        422 if form.errors or form.form_errors else 200
+    )
+
+
+@bp.route("/events/<slug>/edit", methods=["GET", "POST"])
+@login_required
+def event_edit(slug: str) -> Any:
+    event = _event_or_404(slug)
+    form = EventForm()
+    if request.method == "GET":
+        form.fill_from(event)
+    form.slug.data = event.slug
+    if form.validate_on_submit() and _save_event(form, event) is not None:
+        flash(_("The changes have been saved."), "success")
+        return redirect(url_for("admin.event_edit", slug=slug))
+    return render_template(
+        "admin/event_form.html", form=form, event=event, cancel_form=CancelEventForm()
+    ), (422 if request.method == "POST" else 200)
+
+
+@bp.post("/events/<slug>/cancel")
+@login_required
+def event_cancel(slug: str) -> Any:
+    event = _event_or_404(slug)
+    form = CancelEventForm()
+    if not form.validate_on_submit():
+        abort(400)
+    count = events_service.cancel_event(event, notify=bool(form.notify.data))
+    audit.record(current_user, "event.cancel", event=event, details={"notified": count})
+    db.session.commit()
+    flash(_("The event has been cancelled."), "success")
+    return redirect(url_for("admin.event_edit", slug=slug))
 
 
 # --- Exports: stable URLs for bookmarks and scripts ----------------------------------------------

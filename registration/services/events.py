@@ -57,8 +57,10 @@ _DIAL_IN_KEYS = {"url", "meeting_id", "passcode", "phone", "instructions"}
 class EventDataError(Exception):
     """A file or record of event data is invalid; ``messages`` names event and field of each."""
 
-    def __init__(self, messages: list[str]) -> None:
+    def __init__(self, messages: list[str], fields: list[tuple[str, str]] | None = None) -> None:
         self.messages = messages
+        #: ``(path, message)`` of each problem, e.g. ``("capacity.on_site", "must be ...")``.
+        self.fields = fields or []
         super().__init__("\n".join(messages))
 
 
@@ -89,9 +91,11 @@ class _Checker:
         self.label = label
         self.record = record
         self.messages: list[str] = []
+        self.fields: list[tuple[str, str]] = []
 
     def error(self, path: str, message: str) -> None:
         self.messages.append(f"{self.label}: {path}: {message}")
+        self.fields.append((path, message))
 
     def text(
         self, source: Mapping[str, Any], key: str, path: str, *, required: bool = False,
@@ -372,7 +376,7 @@ def parse_event(record: Any, label: str, base_dir: Path | None = None) -> EventD
     event_files = _parse_files(check, base_dir)
 
     if check.messages:
-        raise EventDataError(check.messages)
+        raise EventDataError(check.messages, check.fields)
     return EventData(slug=slug, attributes=attrs, questions=questions, files=event_files)
 
 
