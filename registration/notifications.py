@@ -21,7 +21,7 @@ from markupsafe import escape
 from . import ics
 from .formatting import event_when
 from .mailer import Attachment, Email, Message
-from .models import Attendance, EventStatus, OutboxMessage, Registration, RegistrationStatus
+from .models import Attendance, Event, EventStatus, OutboxMessage, Registration, RegistrationStatus
 from .services import scheduling, signup
 from .timeutil import utcnow
 
@@ -49,6 +49,8 @@ KINDS: dict[str, Kind] = {
     "dial_in_update": Kind(_l("New dial-in details: %(title)s"), confirmed_only=True),
     "event_changed": Kind(_l("Changes to %(title)s"), calendar=True),
     "event_cancelled": Kind(_l("Cancelled: %(title)s"), calendar=True),
+    #: An organiser's message; its subject is in the payload.
+    "message": Kind(_l("%(subject)s")),
 }
 
 
@@ -131,7 +133,7 @@ def _email(row: OutboxMessage, registration: Registration, text: str, html: str)
         )
     return Message(
         Email(
-            subject=str(kind.subject) % {"title": event.title, "when": event_when(event)},
+            subject=subject_of(row, event),
             sender=current_app.config["MAIL_DEFAULT_SENDER"],
             to=registration.email,
             text=text,
@@ -142,6 +144,28 @@ def _email(row: OutboxMessage, registration: Registration, text: str, html: str)
             headers={"Auto-Submitted": "auto-generated"},
         )
     )
+
+
+def subject_of(row: OutboxMessage, event: Event) -> str:
+    payload = row.payload or {}
+    return str(KINDS[row.kind].subject) % {
+        "title": event.title,
+        "when": event_when(event),
+        "subject": payload.get("subject", ""),
+    }
+
+
+def preview(event: Event, registration: Registration, subject: str, body: str) -> Message:
+    """An organiser's message as ``registration`` would get it, not stored (preview and test
+    send). ``registration`` may be a transient object."""
+    row = OutboxMessage(
+        id=0, kind="message", dedupe_key=f"preview:{utcnow().timestamp()}",
+        payload={"subject": subject, "body": body},
+    )  # fmt: skip
+    row.registration = registration
+    with force_locale(_language(registration)):
+        text, html = _render("message", _context(row, registration))
+        return _email(row, registration, text, html)
 
 
 def _language(registration: Registration) -> str:

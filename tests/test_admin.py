@@ -497,3 +497,61 @@ def test_duplicate_prefills_everything_but_dates(client, setup):
     assert 'value="Meine Werkstatt"' in page and 'value="meine-kopie"' in page
     assert re.search(r'id="starts_at" name="starts_at" value=""', page)
     assert client.get("/admin/events/new", query_string={"copy": "fremde"}).status_code == 404
+
+
+def test_message_participants_with_preview_test_and_send(app, client, setup):
+    from registration.extensions import mail
+    from registration.models import OutboxMessage
+    from registration.worker import run_once
+
+    from .smtp import SMTPServer
+
+    server = SMTPServer()
+    server.start()
+    app.config.update(MAIL_SERVER="127.0.0.1", MAIL_PORT=server.port)
+    mail.init_app(app)
+    try:
+        event = setup["mine"]
+        event.capacity_on_site = 1
+        db.session.commit()
+        register(event, 1)
+        register(event, 2)  # waiting list
+        login(client, "ich@example.org")
+        data = {"subject": "Raumänderung", "body": "Wir treffen uns in **Saal 2**.", "status": ""}
+        preview = client.post(
+            "/admin/events/meine/message", data={**data, "action": "preview"}, headers=DE
+        )
+        text = preview.get_data(as_text=True)
+        assert "Raumänderung" in text and "Saal 2" in text and "Empfänger: 2" in text
+        assert (
+            db.session.scalars(select(OutboxMessage).where(OutboxMessage.kind == "message")).all()
+            == []
+        )
+
+        client.post("/admin/events/meine/message", data={**data, "action": "test"})
+        (test_mail,) = server.messages
+        assert test_mail["To"] == "ich@example.org" and test_mail["Subject"] == "Raumänderung"
+
+        only_waiting = {**data, "status": "waitlisted", "action": "send"}
+        response = client.post("/admin/events/meine/message", data=only_waiting)
+        assert response.status_code == 302
+        run_once()
+        sent = [m for m in server.messages if m["Subject"] == "Raumänderung"][1:]
+        assert [m["To"] for m in sent] == ["p2@example.org"]
+        html = sent[0].get_body(("html",)).get_content()
+        assert "<strong>Saal 2</strong>" in html
+        entry = db.session.scalars(
+            select(AuditEntry).where(AuditEntry.action == "message.send")
+        ).one()
+        assert entry.details["recipients"] == 1
+
+        empty = client.post(
+            "/admin/events/meine/message",
+            data={"subject": "", "body": "", "action": "send"},
+            headers=DE,
+        )
+        assert empty.status_code == 422 and "Bitte geben Sie einen Betreff ein." in empty.get_data(
+            as_text=True
+        )
+    finally:
+        server.stop()

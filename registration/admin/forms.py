@@ -286,3 +286,40 @@ class EventForm(FlaskForm):
 
 class CancelEventForm(FlaskForm):
     notify = BooleanField(_l("Tell the participants by email"), default=True)
+
+
+class MessageForm(FlaskForm):
+    subject = StringField(
+        _l("Subject"),
+        filters=[strip],
+        validators=[DataRequired(_l("Please enter a subject.")), Length(max=200)],
+    )
+    body = TextAreaField(
+        _l("Text"),
+        filters=[strip],
+        validators=[DataRequired(_l("Please enter a text.")), Length(max=20_000)],
+        description=_l(
+            "Markdown: **bold**, lists with -, links [text](https://...). Greeting, event "
+            "details and the personal link are added."
+        ),
+    )
+    status = RadioField(
+        _l("To"),
+        choices=[
+            SelectChoice("", _l("Everyone registered (confirmed and waiting list)")),
+            SelectChoice("confirmed", _l("Confirmed participants")),
+            SelectChoice("waitlisted", _l("The waiting list")),
+        ],
+        default="",
+        validate_choice=True,
+    )
+    attendance = RadioField(
+        _l("Attendance"),
+        choices=[
+            SelectChoice("", _l("All")),
+            SelectChoice("on_site", _l("On site")),
+            SelectChoice("online", _l("Online")),
+        ],
+        default="",
+        validate_choice=True,
+    )

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import smtplib
 from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
@@ -20,11 +21,15 @@ from flask import (
     stream_with_context,
     url_for,
 )
+from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_login import current_user, login_required, login_user, logout_user
 from sqlalchemy import func, or_, select
+from sqlalchemy.orm.attributes import set_committed_value
 
+from .. import notifications
 from ..extensions import db, login_manager
+from ..mailer import open_transport
 from ..models import (
     Attendance,
     Event,
@@ -35,12 +40,20 @@ from ..models import (
     RegistrationStatus,
     event_organisers,
 )
-from ..services import accounts, audit, checkin, exports, outbox
+from ..services import accounts, audit, checkin, exports, messaging, outbox
 from ..services import events as events_service
 from ..services.errors import InvalidInput, ServiceError
 from ..services.seats import seat_status
 from ..timeutil import utcnow
-from .forms import CancelEventForm, CheckinForm, EventForm, LoginForm, PasswordForm
+from ..tokens import new_salt
+from .forms import (
+    CancelEventForm,
+    CheckinForm,
+    EventForm,
+    LoginForm,
+    MessageForm,
+    PasswordForm,
+)
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -414,6 +427,62 @@ def event_cancel(slug: str) -> Any:
     db.session.commit()
     flash(_("The event has been cancelled."), "success")
     return redirect(url_for("admin.event_edit", slug=slug))
+
+
+# --- Messages to participants ---------------------------------------------------------------------
+
+
+def _stand_in(event: Event, attendance: str | None) -> Registration:
+    """The organiser as a participant, for preview and test send (never stored)."""
+    organiser = current_user._get_current_object()
+    registration = Registration(
+        id=0, event_id=event.id, email=organiser.email, email_key=organiser.email,
+        first_name=organiser.name or organiser.email.split("@")[0], last_name="",
+        attendance=attendance or event.modes[0], status=RegistrationStatus.CONFIRMED,
+        language=str(get_locale() or "de"), token_salt=new_salt(), manage_token_hash="",
+    )  # fmt: skip
+    set_committed_value(registration, "event", event)  # no backref: stays out of the session
+    set_committed_value(registration, "answers", [])
+    return registration
+
+
+@bp.route("/events/<slug>/message", methods=["GET", "POST"])
+@login_required
+def message(slug: str) -> Any:
+    """Write to participants: preview, a test to oneself, then send through the outbox."""
+    event = _event_or_404(slug)
+    form = MessageForm()
+    preview_mail = None
+    if form.validate_on_submit():
+        status, attendance = form.status.data or None, form.attendance.data or None
+        action = request.form.get("action", "preview")
+        if action == "send":
+            count = messaging.send(
+                event, current_user, subject=form.subject.data, body=form.body.data,
+                status=status, attendance=attendance,
+            )  # fmt: skip
+            db.session.commit()
+            flash(_("The message goes out to %(count)s participants.", count=count), "success")
+            return redirect(url_for("admin.outbox_list", slug=slug))
+        preview_mail = notifications.preview(
+            event, _stand_in(event, attendance), form.subject.data, form.body.data
+        )
+        if action == "test":
+            try:
+                with open_transport() as transport:
+                    transport.send(preview_mail)
+            except (smtplib.SMTPException, OSError) as exc:
+                flash(_("The test could not be sent: %(error)s", error=str(exc)), "error")
+            else:
+                flash(_("A test has been sent to %(email)s.", email=current_user.email), "success")
+    count = len(
+        messaging.recipients(
+            event, status=form.status.data or None, attendance=form.attendance.data or None
+        )
+    )
+    return render_template(
+        "admin/message.html", event=event, form=form, preview=preview_mail, count=count
+    ), (422 if form.errors else 200)
 
 
 # --- Exports: stable URLs for bookmarks and scripts ----------------------------------------------
