@@ -135,7 +135,7 @@ def admin_routes(app) -> list[tuple[str, str]]:
     for rule in app.url_map.iter_rules():
         if not rule.endpoint.startswith("admin.") or rule.endpoint == "admin.login":
             continue
-        values = {"slug": "fremde", "registration_id": 1, "message_id": 1}
+        values = {"slug": "fremde", "registration_id": 1, "message_id": 1}  # every URL argument
         url = rule.build({k: v for k, v in values.items() if k in rule.arguments})[1]
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
             routes.append((method, url))
@@ -555,3 +555,79 @@ def test_message_participants_with_preview_test_and_send(app, client, setup):
         )
     finally:
         server.stop()
+
+
+def test_add_a_phone_sign_up_even_after_the_window_and_past_capacity(client, setup):
+    from registration.models import OutboxMessage, Registration
+
+    event = setup["mine"]
+    event.capacity_on_site = 1
+    event.registration_closes_at = utcnow() - timedelta(hours=1)
+    db.session.commit()
+    login(client, "ich@example.org")
+    person = {"first_name": "Jürgen", "last_name": "Weiß", "email": "j@example.org", "consent": "y"}
+    no_consent = client.post(
+        "/admin/events/meine/participants/new", data={**person, "consent": ""}, headers=DE
+    )
+    assert (
+        no_consent.status_code == 422
+        and "Bitte bestätigen Sie die Einwilligung." in no_consent.get_data(as_text=True)
+    )
+    assert client.post("/admin/events/meine/participants/new", data=person).status_code == 302
+    second = {**person, "email": "zweite@example.org", "last_name": "Zweite"}
+    client.post("/admin/events/meine/participants/new", data=second)
+    third = {**person, "email": "dritte@example.org", "last_name": "Dritte", "over_capacity": "y"}
+    client.post("/admin/events/meine/participants/new", data=third)
+    duplicate = client.post("/admin/events/meine/participants/new", data=person, headers=DE)
+    assert "bereits angemeldet" in duplicate.get_data(as_text=True)
+    statuses = {
+        r.last_name: r.status
+        for r in db.session.scalars(select(Registration).where(Registration.event_id == event.id))
+    }
+    assert statuses == {"Weiß": "confirmed", "Zweite": "waitlisted", "Dritte": "confirmed"}
+    assert db.session.scalars(select(OutboxMessage.kind).order_by(OutboxMessage.id)).all()[-3:] == [
+        "confirmation", "waitlisted", "confirmation"]  # fmt: skip
+
+
+def test_confirm_anyway_edit_and_cancel_a_participant(client, setup):
+    from registration.models import Registration
+
+    event = setup["mine"]
+    event.capacity_on_site = 1
+    db.session.commit()
+    register(event, 1)
+    register(event, 2)
+    login(client, "ich@example.org")
+    first, waiting = db.session.scalars(
+        select(Registration).where(Registration.event_id == event.id).order_by(Registration.id)
+    ).all()
+
+    page = client.get(f"/admin/events/meine/participants/{waiting.id}", headers=DE).get_data(
+        as_text=True
+    )
+    assert "Trotzdem bestätigen (überschreitet die Kapazität)" in page
+    client.post(f"/admin/events/meine/participants/{waiting.id}/confirm")
+    db.session.refresh(waiting)
+    assert waiting.status == "confirmed"
+
+    taken = client.post(f"/admin/events/meine/participants/{waiting.id}/edit",
+                        data={"first_name": "Neu", "last_name": "Name", "email": "P1@example.org"}, headers=DE)  # fmt: skip
+    assert taken.status_code == 422 and "bereits angemeldet" in taken.get_data(as_text=True)
+    client.post(f"/admin/events/meine/participants/{waiting.id}/edit",
+                data={"first_name": "Neu", "last_name": "Name", "email": "neu@example.org"})  # fmt: skip
+    db.session.refresh(waiting)
+    assert (waiting.full_name, waiting.email_key) == ("Neu Name", "neu@example.org")
+
+    client.post(f"/admin/events/meine/participants/{first.id}/cancel")
+    db.session.refresh(first)
+    assert first.status == "cancelled"
+    actions = db.session.scalars(
+        select(AuditEntry.action)
+        .where(AuditEntry.action.like("participant.%"))
+        .order_by(AuditEntry.id)
+    ).all()
+    assert actions == [
+        "participant.confirm_over_capacity",
+        "participant.edit",
+        "participant.cancel",
+    ]

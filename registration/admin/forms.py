@@ -31,7 +31,7 @@ from wtforms.validators import (
     ValidationError,
 )
 
-from ..forms import strip
+from ..forms import ParticipantFields, strip
 from ..models import Event
 from ..services.events import SLUG_RE
 
@@ -322,4 +322,22 @@ class MessageForm(FlaskForm):
         ],
         default="",
         validate_choice=True,
+    )
+
+
+class ParticipantForm(ParticipantFields, FlaskForm):
+    """A participant entered or corrected by an organiser (e.g. a phone sign-up)."""
+
+    attendance = RadioField(
+        _l("Attendance"),
+        choices=[SelectChoice("on_site", _l("On site")), SelectChoice("online", _l("Online"))],
+        default="on_site",
+        validate_choice=True,
+    )
+    consent = BooleanField(
+        _l("The person agreed to the processing of their details (privacy notice)."),
+        validators=[DataRequired(_l("Please confirm the consent."))],
+    )
+    over_capacity = BooleanField(
+        _l("Confirm even if the event is full (exceeds the capacity)"),
     )

@@ -40,7 +40,7 @@ from ..models import (
     RegistrationStatus,
     event_organisers,
 )
-from ..services import accounts, audit, checkin, exports, messaging, outbox
+from ..services import accounts, audit, checkin, exports, messaging, outbox, signup
 from ..services import events as events_service
 from ..services.errors import InvalidInput, ServiceError
 from ..services.seats import seat_status
@@ -52,6 +52,7 @@ from .forms import (
     EventForm,
     LoginForm,
     MessageForm,
+    ParticipantForm,
     PasswordForm,
 )
 
@@ -317,6 +318,115 @@ def outbox_resend(slug: str, message_id: int) -> Any:
             url_for("admin.participant", slug=slug, registration_id=message.registration_id)
         )
     return redirect(url_for("admin.outbox_list", slug=slug))
+
+
+# --- Participants by hand ------------------------------------------------------------------------
+
+
+@bp.route("/events/<slug>/participants/new", methods=["GET", "POST"])
+@login_required
+def participant_new(slug: str) -> Any:
+    """A sign-up taken by phone: the organiser confirms the consent, may go past capacity."""
+    event = _event_or_404(slug)
+    form = ParticipantForm()
+    if form.validate_on_submit():
+        data = signup.SignupData(
+            email=form.email.data, first_name=form.first_name.data,
+            last_name=form.last_name.data, organisation=form.organisation.data or "",
+            attendance=form.attendance.data if len(event.modes) > 1 else None,
+            privacy_consent=True, language=event.language,
+        )  # fmt: skip
+        try:
+            result = signup.register(
+                event, data, by_organiser=True, over_capacity=bool(form.over_capacity.data)
+            )
+        except InvalidInput as exc:
+            db.session.rollback()
+            for name, messages in exc.errors.items():
+                (form[name].errors if name in form else form.form_errors).extend(messages)
+        except ServiceError as exc:
+            db.session.rollback()
+            form.form_errors.append(str(exc))
+        else:
+            registration = result.registration
+            audit.record(
+                current_user, "participant.add", event=event,
+                subject=f"registration:{registration.id}",
+                details={"over_capacity": bool(form.over_capacity.data)},
+            )  # fmt: skip
+            db.session.commit()
+            flash(_("%(name)s has been added.", name=registration.full_name), "success")
+            return redirect(
+                url_for("admin.participant", slug=slug, registration_id=registration.id)
+            )
+    return render_template(
+        "admin/participant_form.html", event=event, form=form, registration=None
+    ), (422 if form.errors or form.form_errors else 200)
+
+
+@bp.route("/events/<slug>/participants/<int:registration_id>/edit", methods=["GET", "POST"])
+@login_required
+def participant_edit(slug: str, registration_id: int) -> Any:
+    event = _event_or_404(slug)
+    registration = _registration_or_404(event, registration_id)
+    form = ParticipantForm(obj=registration if request.method == "GET" else None)
+    form.consent.validators = []  # given at sign-up
+    if form.validate_on_submit():
+        try:
+            signup.update_details(
+                registration, email=form.email.data, first_name=form.first_name.data,
+                last_name=form.last_name.data, organisation=form.organisation.data or "",
+            )  # fmt: skip
+        except ServiceError as exc:
+            db.session.rollback()
+            form.email.errors = [*form.email.errors, str(exc)]
+        else:
+            audit.record(current_user, "participant.edit", event=event,
+                         subject=f"registration:{registration.id}")  # fmt: skip
+            db.session.commit()
+            flash(_("The changes have been saved."), "success")
+            return redirect(
+                url_for("admin.participant", slug=slug, registration_id=registration_id)
+            )
+    return render_template(
+        "admin/participant_form.html", event=event, form=form, registration=registration
+    ), (422 if form.errors else 200)
+
+
+@bp.post("/events/<slug>/participants/<int:registration_id>/cancel")
+@login_required
+def participant_cancel(slug: str, registration_id: int) -> Any:
+    event = _event_or_404(slug)
+    registration = _registration_or_404(event, registration_id)
+    if not CheckinForm().validate_on_submit():
+        abort(400)
+    signup.cancel(registration)
+    audit.record(current_user, "participant.cancel", event=event,
+                 subject=f"registration:{registration.id}")  # fmt: skip
+    db.session.commit()
+    flash(_("The registration has been cancelled."), "success")
+    return redirect(url_for("admin.participant", slug=slug, registration_id=registration_id))
+
+
+@bp.post("/events/<slug>/participants/<int:registration_id>/confirm")
+@login_required
+def participant_confirm(slug: str, registration_id: int) -> Any:
+    """From the waiting list to a seat even though the event is full."""
+    event = _event_or_404(slug)
+    registration = _registration_or_404(event, registration_id)
+    if not CheckinForm().validate_on_submit():
+        abort(400)
+    try:
+        signup.confirm_anyway(registration)
+    except ServiceError as exc:
+        db.session.rollback()
+        flash(str(exc), "error")
+    else:
+        audit.record(current_user, "participant.confirm_over_capacity", event=event,
+                     subject=f"registration:{registration.id}")  # fmt: skip
+        db.session.commit()
+        flash(_("Confirmed beyond the capacity."), "success")
+    return redirect(url_for("admin.participant", slug=slug, registration_id=registration_id))
 
 
 # --- Events: create, edit, duplicate, cancel -----------------------------------------------------

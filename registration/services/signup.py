@@ -19,7 +19,14 @@ from sqlalchemy.exc import IntegrityError
 
 from .. import tokens
 from ..extensions import db
-from ..models import ACTIVE_STATUSES, Attendance, Event, Registration, RegistrationStatus
+from ..models import (
+    ACTIVE_STATUSES,
+    Attendance,
+    Event,
+    EventStatus,
+    Registration,
+    RegistrationStatus,
+)
 from ..timeutil import utcnow
 from . import answers, outbox, scheduling
 from .errors import (
@@ -148,8 +155,18 @@ def find_active(event: Event, email: str) -> Registration | None:
     ).first()
 
 
-def register(event: Event, data: SignupData, *, now: datetime | None = None) -> SignupResult:
+def register(
+    event: Event,
+    data: SignupData,
+    *,
+    now: datetime | None = None,
+    by_organiser: bool = False,
+    over_capacity: bool = False,
+) -> SignupResult:
     """Sign a participant up: confirmed while seats are left, else waitlisted (if enabled).
+
+    ``by_organiser`` (a phone sign-up entered in the back office) ignores the sign-up window;
+    ``over_capacity`` confirms even when the mode is full (an organiser's explicit decision).
 
     Raises :class:`RegistrationClosed`, :class:`DuplicateRegistration`, :class:`EventFull` or
     :class:`InvalidInput` (fields, custom answers as ``answers.<key>``). Nothing is written when
@@ -159,14 +176,17 @@ def register(event: Event, data: SignupData, *, now: datetime | None = None) -> 
     if not data.privacy_consent:
         raise InvalidInput({"privacy_consent": [_l("Please agree to the privacy notice.")]})
     event = lock_event(event.id)
-    if not event.is_open_at(now):
+    if by_organiser:
+        if event.status == EventStatus.CANCELLED:
+            raise RegistrationClosed()
+    elif not event.is_open_at(now):
         raise RegistrationClosed()
     mode = _resolve_attendance(event, data.attendance)
     valid_answers = answers.validate(event.questions, data.answers)
     if find_active(event, data.email) is not None:
         raise DuplicateRegistration()
 
-    if has_seat(event, mode):
+    if over_capacity or has_seat(event, mode):
         status, order = RegistrationStatus.CONFIRMED, None
     elif event.waitlist_enabled:
         status, order = RegistrationStatus.WAITLISTED, _next_waitlist_order(event)
@@ -226,6 +246,40 @@ def find_by_manage_token(token: str) -> Registration | None:
 
 def manage_token(registration: Registration) -> str:
     return tokens.derive(registration.token_salt, "manage")
+
+
+def confirm_anyway(registration: Registration, *, now: datetime | None = None) -> Registration:
+    """Move someone from the waiting list to a seat although the mode is full (an organiser's
+    explicit decision; the only way past capacity)."""
+    now = now or utcnow()
+    event = lock_event(registration.event_id)
+    registration = _refresh(registration)
+    if registration.status != RegistrationStatus.WAITLISTED:
+        raise NotActive(_l("Only people on the waiting list can be confirmed this way."))
+    registration.status = RegistrationStatus.CONFIRMED
+    registration.confirmed_at = now
+    db.session.flush()
+    outbox.enqueue("promoted", registration)
+    scheduling.dial_in_if_due(registration, event, now)
+    return registration
+
+
+def update_details(
+    registration: Registration, *, email: str, first_name: str, last_name: str, organisation: str
+) -> Registration:
+    """Correct a participant's details (back office). The address stays unique per event."""
+    event = lock_event(registration.event_id)
+    registration = _refresh(registration)
+    key = email.strip().lower()
+    if key != registration.email_key and registration.is_active:
+        other = find_active(event, key)
+        if other is not None and other.id != registration.id:
+            raise DuplicateRegistration()
+    registration.email, registration.email_key = email.strip(), key
+    registration.first_name, registration.last_name = first_name.strip(), last_name.strip()
+    registration.organisation = organisation.strip()
+    db.session.flush()
+    return registration
 
 
 def personal_token(registration: Registration, purpose: str) -> str:
