@@ -8,20 +8,32 @@ language. It returns ``None`` when the mail no longer applies (it is then skippe
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 from flask import current_app, render_template, url_for
 from flask_babel import force_locale
+from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_babel.speaklater import LazyString
+from itsdangerous import BadSignature, TimestampSigner, URLSafeTimedSerializer
 from markupsafe import escape
 
 from . import ics
+from .extensions import db
 from .formatting import event_when
 from .mailer import Attachment, Email, Message
-from .models import Attendance, Event, EventStatus, OutboxMessage, Registration, RegistrationStatus
+from .models import (
+    Attendance,
+    Event,
+    EventStatus,
+    Organiser,
+    OutboxMessage,
+    Registration,
+    RegistrationStatus,
+)
 from .services import scheduling, signup
 from .timeutil import utcnow
 
@@ -182,6 +194,71 @@ def build_message(row: OutboxMessage) -> Message | None:
         return _email(row, registration, text, html)
 
 
+# --- Mails to organisers -------------------------------------------------------------------------
+
+RESET_MAX_AGE = 3600
+
+
+class _ClockSigner(TimestampSigner):
+    """Timestamps from the application's clock (tests travel in time instead of sleeping)."""
+
+    def get_timestamp(self) -> int:
+        return int(utcnow().timestamp())
+
+
+def _reset_serializer() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(
+        current_app.config["SECRET_KEY"], salt="password-reset", signer=_ClockSigner
+    )
+
+
+def reset_token(organiser: Organiser) -> str:
+    """Valid for an hour and only until the password changes (it carries a digest of the
+    current hash), so it works once."""
+    return _reset_serializer().dumps([organiser.id, organiser.get_id().split(":", 1)[1]])
+
+
+def organiser_for_reset_token(token: str) -> Organiser | None:
+    try:
+        organiser_id, stamp = _reset_serializer().loads(token, max_age=RESET_MAX_AGE)
+    except (BadSignature, ValueError, TypeError):
+        return None
+    organiser = db.session.get(Organiser, organiser_id) if isinstance(organiser_id, int) else None
+    if organiser is None or not organiser.active or organiser.get_id() != f"{organiser_id}:{stamp}":
+        return None
+    return organiser
+
+
+def _password_reset(row: OutboxMessage) -> Message | None:
+    organiser = db.session.get(Organiser, (row.payload or {}).get("organiser_id", 0))
+    if organiser is None or not organiser.active:
+        return None
+    language = (row.payload or {}).get("language") or "de"
+    with force_locale(language):
+        context = {
+            "organiser": organiser,
+            "reset_url": current_app.config["BASE_URL"]
+            + url_for("admin.password_reset", token=reset_token(organiser)),
+        }
+        return Message(
+            Email(
+                subject=_("Reset your password"),
+                sender=current_app.config["MAIL_DEFAULT_SENDER"],
+                to=organiser.email,
+                text=render_template("email/password_reset.txt", **context),
+                html=render_template("email/password_reset.html", **context),
+                message_id=message_id(row),
+                headers={"Auto-Submitted": "auto-generated"},
+            )
+        )
+
+
+#: Kinds that go to an organiser (no registration): kind -> builder.
+ORGANISER_KINDS: dict[str, Callable[[OutboxMessage], Message | None]] = {
+    "password_reset": _password_reset,
+}
+
+
 # --- Many at once: mail merge ------------------------------------------------------------------
 
 #: Values that differ between the participants of one group, and stand-ins for them.
@@ -243,6 +320,12 @@ def build_messages(rows: list[OutboxMessage]) -> list[Message | Exception | None
     results: list[Message | Exception | None] = [None] * len(rows)
     groups: dict[tuple, list[int]] = {}
     for index, row in enumerate(rows):
+        if row.kind in ORGANISER_KINDS:
+            try:
+                results[index] = ORGANISER_KINDS[row.kind](row)
+            except Exception as exc:  # recorded as a failed row
+                results[index] = exc
+            continue
         registration = row.registration
         if registration is None or row.kind not in KINDS or not still_applies(row, registration):
             continue

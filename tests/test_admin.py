@@ -129,11 +129,15 @@ def test_deactivated_accounts_cannot_log_in_or_stay_in(client, setup):
     assert login(client, "ich@example.org").status_code == 422
 
 
+#: The only back-office pages for people who are not logged in.
+PUBLIC_ADMIN_ENDPOINTS = {"admin.login", "admin.password_forgot", "admin.password_reset"}
+
+
 def admin_routes(app) -> list[tuple[str, str]]:
     """Every back-office route with its method, filled in for the other organiser's event."""
     routes = []
     for rule in app.url_map.iter_rules():
-        if not rule.endpoint.startswith("admin.") or rule.endpoint == "admin.login":
+        if not rule.endpoint.startswith("admin.") or rule.endpoint in PUBLIC_ADMIN_ENDPOINTS:
             continue
         values = {"slug": "fremde", "registration_id": 1, "message_id": 1}  # every URL argument
         url = rule.build({k: v for k, v in values.items() if k in rule.arguments})[1]
@@ -631,3 +635,57 @@ def test_confirm_anyway_edit_and_cancel_a_participant(client, setup):
         "participant.edit",
         "participant.cancel",
     ]
+
+
+def test_password_reset_by_email_link_works_once_and_expires(app, client, setup, clock):
+    from registration.extensions import mail
+    from registration.worker import run_once
+
+    from .smtp import SMTPServer
+
+    server = SMTPServer()
+    server.start()
+    app.config.update(MAIL_SERVER="127.0.0.1", MAIL_PORT=server.port)
+    mail.init_app(app)
+    try:
+        clock.now = utcnow()
+        page = client.post(
+            "/admin/password/forgot", data={"email": "niemand@example.org"}, headers=DE
+        )
+        assert page.status_code == 302
+        client.post("/admin/password/forgot", data={"email": "ICH@example.org"}, headers=DE)
+        run_once()
+        (message,) = server.messages  # nothing for the unknown address, one for the account
+        assert message["To"] == "ich@example.org" and message["Subject"] == "Passwort zurücksetzen"
+        link = re.search(
+            r"http://localhost(/admin/password/reset/\S+)",
+            message.get_body(("plain",)).get_content(),
+        ).group(1)
+
+        assert client.get(link).status_code == 200
+        short = client.post(link, data={"password": "kurz", "confirm": "kurz"}, headers=DE)
+        assert "mindestens 10 Zeichen" in short.get_data(as_text=True)
+        assert (
+            client.post(
+                link, data={"password": "ein-neues-passwort", "confirm": "ein-neues-passwort"}
+            ).status_code
+            == 302
+        )
+        assert login(client, "ich@example.org", "ein-neues-passwort").status_code == 302
+        client.post("/admin/logout")
+        again = client.get(link, headers=DE)  # used: the hash changed
+        assert again.status_code == 302 and again.headers["Location"].endswith(
+            "/admin/password/forgot"
+        )
+
+        client.post("/admin/password/forgot", data={"email": "ich@example.org"})
+        run_once()
+        late = re.search(
+            r"http://localhost(/admin/password/reset/\S+)",
+            server.messages[-1].get_body(("plain",)).get_content(),
+        ).group(1)
+        clock.advance(hours=2)
+        assert client.get(late).status_code == 302  # expired
+        assert client.get("/admin/password/reset/forged-token").status_code == 302
+    finally:
+        server.stop()

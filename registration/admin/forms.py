@@ -341,3 +341,25 @@ class ParticipantForm(ParticipantFields, FlaskForm):
     over_capacity = BooleanField(
         _l("Confirm even if the event is full (exceeds the capacity)"),
     )
+
+
+class ForgotPasswordForm(FlaskForm):
+    email = StringField(
+        _l("Email address"),
+        filters=[strip],
+        validators=[DataRequired(_l("Please enter your email address.")), Length(max=254)],
+    )
+
+
+class ResetPasswordForm(FlaskForm):
+    password = PasswordField(
+        _l("New password"),
+        validators=[
+            DataRequired(_l("Please enter a new password.")),
+            Length(min=10, message=_l("Please use at least %(min)d characters.")),
+        ],
+    )
+    confirm = PasswordField(
+        _l("Repeat the new password"),
+        validators=[EqualTo("password", message=_l("The two passwords differ."))],
+    )

@@ -50,10 +50,12 @@ from .forms import (
     CancelEventForm,
     CheckinForm,
     EventForm,
+    ForgotPasswordForm,
     LoginForm,
     MessageForm,
     ParticipantForm,
     PasswordForm,
+    ResetPasswordForm,
 )
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -142,6 +144,36 @@ def password() -> Any:
             flash(_("Your password has been changed."), "success")
             return redirect(url_for("admin.dashboard"))
     return render_template("admin/password.html", form=form)
+
+
+@bp.route("/password/forgot", methods=["GET", "POST"])
+def password_forgot() -> Any:
+    form = ForgotPasswordForm()
+    if form.validate_on_submit():
+        accounts.request_reset(form.email.data, str(get_locale() or "de"))
+        db.session.commit()
+        flash(
+            _("If an account exists for this address, we have sent a link to it. "
+              "It works for one hour."),
+            "success",
+        )  # fmt: skip
+        return redirect(url_for("admin.login"))
+    return render_template("admin/password_forgot.html", form=form)
+
+
+@bp.route("/password/reset/<token>", methods=["GET", "POST"])
+def password_reset(token: str) -> Any:
+    organiser = notifications.organiser_for_reset_token(token)
+    if organiser is None:
+        flash(_("This link has expired or was used already. Please ask for a new one."), "error")
+        return redirect(url_for("admin.password_forgot"))
+    form = ResetPasswordForm()
+    if form.validate_on_submit():
+        accounts.reset_password(organiser, form.password.data)
+        db.session.commit()
+        flash(_("Your password has been changed. Please log in."), "success")
+        return redirect(url_for("admin.login"))
+    return render_template("admin/password_reset.html", form=form)
 
 
 @bp.get("/")

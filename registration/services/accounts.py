@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from datetime import datetime, timedelta
 
 from flask_babel import lazy_gettext as _l
@@ -10,7 +11,7 @@ from sqlalchemy import func, select
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from ..extensions import db
-from ..models import Organiser
+from ..models import Organiser, OutboxMessage
 from ..timeutil import utcnow
 from . import audit
 from .errors import InvalidInput, ServiceError
@@ -92,3 +93,26 @@ def load_session_user(session_id: str) -> Organiser | None:
     if organiser is None or not organiser.active or organiser.get_id() != f"{head}:{stamp}":
         return None
     return organiser
+
+
+def request_reset(email: str, language: str) -> None:
+    """Queue a password-reset mail if the account exists (the caller says the same either way,
+    so the form does not reveal which addresses have accounts). The caller commits."""
+    organiser = find(email)
+    if organiser is None or not organiser.active:
+        log.info("password reset asked for unknown or inactive account %r", email[:254])
+        return
+    db.session.add(
+        OutboxMessage(
+            kind="password_reset",
+            dedupe_key=f"password_reset:{organiser.id}:{uuid.uuid4().hex}",
+            payload={"organiser_id": organiser.id, "language": language},
+        )
+    )
+    audit.record(organiser, "password.reset_requested")
+
+
+def reset_password(organiser: Organiser, password: str) -> None:
+    set_password(organiser, password)
+    organiser.failed_logins, organiser.locked_until = 0, None
+    audit.record(organiser, "password.reset")
