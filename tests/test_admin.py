@@ -139,7 +139,7 @@ def admin_routes(app) -> list[tuple[str, str]]:
     for rule in app.url_map.iter_rules():
         if not rule.endpoint.startswith("admin.") or rule.endpoint in PUBLIC_ADMIN_ENDPOINTS:
             continue
-        values = {"slug": "fremde", "registration_id": 1, "message_id": 1}  # every URL argument
+        values = {"slug": "fremde", "registration_id": 1, "message_id": 1, "organiser_id": 2}
         url = rule.build({k: v for k, v in values.items() if k in rule.arguments})[1]
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
             routes.append((method, url))
@@ -689,3 +689,53 @@ def test_password_reset_by_email_link_works_once_and_expires(app, client, setup,
         assert client.get("/admin/password/reset/forged-token").status_code == 302
     finally:
         server.stop()
+
+
+def test_admins_invite_and_deactivate_accounts_others_see_nothing(app, client, setup):
+    from registration.models import OutboxMessage
+
+    login(client, "ich@example.org")
+    assert client.get("/admin/accounts").status_code == 404
+    assert client.post("/admin/accounts/2/active", data={"active": "0"}).status_code == 404
+    client.post("/admin/logout")
+
+    login(client, "admin@example.org")
+    page = client.get("/admin/accounts", headers=DE).get_data(as_text=True)
+    assert "ich@example.org" in page and "andere@example.org" in page
+    response = client.post(
+        "/admin/accounts", data={"email": "Neu@Example.org", "name": "Neue Kollegin"}
+    )
+    assert response.status_code == 302
+    new = accounts.find("neu@example.org")
+    assert new is not None and not new.is_admin
+    invitation = db.session.scalars(
+        select(OutboxMessage).where(OutboxMessage.kind == "password_reset")
+    ).one()
+    assert invitation.payload["organiser_id"] == new.id
+    taken = client.post("/admin/accounts", data={"email": "ich@example.org"}, headers=DE)
+    assert "existiert bereits" in taken.get_data(as_text=True)
+
+    other = accounts.find("andere@example.org")
+    client.post(f"/admin/accounts/{other.id}/active", data={"active": "0"})
+    db.session.refresh(other)
+    assert other.active is False
+    me = accounts.find("admin@example.org")
+    client.post(f"/admin/accounts/{me.id}/active", data={"active": "0"})
+    db.session.refresh(me)
+    assert me.active is True  # not oneself
+
+
+def test_organisers_add_and_remove_colleagues(client, setup):
+    login(client, "ich@example.org")
+    client.post("/admin/events/meine/organisers", data={"email": "andere@example.org"})
+    other = accounts.find("andere@example.org")
+    assert other.can_manage(setup["mine"])
+    assert (
+        client.post(
+            "/admin/events/meine/organisers", data={"email": "niemand@example.org"}
+        ).status_code
+        == 302
+    )
+    client.post(f"/admin/events/meine/organisers/{other.id}/remove")
+    db.session.expire_all()
+    assert not accounts.find("andere@example.org").can_manage(setup["mine"])

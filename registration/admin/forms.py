@@ -363,3 +363,25 @@ class ResetPasswordForm(FlaskForm):
         _l("Repeat the new password"),
         validators=[EqualTo("password", message=_l("The two passwords differ."))],
     )
+
+
+class AccountForm(FlaskForm):
+    email = StringField(
+        _l("Email address"),
+        filters=[strip],
+        validators=[
+            DataRequired(_l("Please enter your email address.")),
+            Length(max=254),
+            Email(_l("Please enter a valid email address, e.g. name@example.org.")),
+        ],
+    )
+    name = StringField(_l("Name"), filters=[strip], validators=[Optional(), Length(max=200)])
+    is_admin = BooleanField(_l("Administrator (manages accounts, sees every event)"))
+
+
+class AddOrganiserForm(FlaskForm):
+    email = StringField(
+        _l("Email address of the account"),
+        filters=[strip],
+        validators=[DataRequired(_l("Please enter your email address.")), Length(max=254)],
+    )

@@ -34,6 +34,7 @@ from ..models import (
     Attendance,
     Event,
     EventStatus,
+    Organiser,
     OutboxMessage,
     OutboxStatus,
     Registration,
@@ -47,6 +48,8 @@ from ..services.seats import seat_status
 from ..timeutil import utcnow
 from ..tokens import new_salt
 from .forms import (
+    AccountForm,
+    AddOrganiserForm,
     CancelEventForm,
     CheckinForm,
     EventForm,
@@ -352,6 +355,93 @@ def outbox_resend(slug: str, message_id: int) -> Any:
     return redirect(url_for("admin.outbox_list", slug=slug))
 
 
+# --- Accounts (admins) and the organisers of an event -------------------------------------------
+
+
+def _admin_only() -> None:
+    if not current_user.is_admin:
+        abort(404)  # like every other page one may not see
+
+
+@bp.route("/accounts", methods=["GET", "POST"])
+@login_required
+def accounts_list() -> Any:
+    _admin_only()
+    form = AccountForm()
+    if form.validate_on_submit():
+        try:
+            accounts.invite(
+                form.email.data, name=form.name.data or "", is_admin=bool(form.is_admin.data),
+                actor=current_user, language=str(get_locale() or "de"),
+            )  # fmt: skip
+        except ServiceError as exc:
+            db.session.rollback()
+            form.email.errors = [*form.email.errors, str(exc)]
+        else:
+            db.session.commit()
+            flash(_("The account has been created; an email with a link to choose a password "
+                    "is on its way."), "success")  # fmt: skip
+            return redirect(url_for("admin.accounts_list"))
+    people = db.session.scalars(select(Organiser).order_by(func.lower(Organiser.email))).all()
+    return render_template("admin/accounts.html", form=form, people=people, action=CheckinForm()), (
+        422 if form.errors else 200
+    )
+
+
+@bp.post("/accounts/<int:organiser_id>/active")
+@login_required
+def account_active(organiser_id: int) -> Any:
+    _admin_only()
+    organiser = db.session.get(Organiser, organiser_id)
+    if organiser is None:
+        abort(404)
+    if not CheckinForm().validate_on_submit():
+        abort(400)
+    try:
+        accounts.set_active(organiser, request.form.get("active") == "1", actor=current_user)
+    except ServiceError as exc:
+        db.session.rollback()
+        flash(str(exc), "error")
+    else:
+        db.session.commit()
+    return redirect(url_for("admin.accounts_list"))
+
+
+@bp.post("/events/<slug>/organisers")
+@login_required
+def organiser_add(slug: str) -> Any:
+    event = _event_or_404(slug)
+    form = AddOrganiserForm()
+    if not form.validate_on_submit():
+        abort(400)
+    organiser = accounts.find(form.email.data)
+    if organiser is None or not organiser.active:
+        flash(_("There is no active account for %(email)s.", email=form.email.data), "error")
+    elif organiser not in event.organisers:
+        event.organisers.append(organiser)
+        audit.record(current_user, "event.organiser.add", event=event,
+                     subject=f"organiser:{organiser.id}")  # fmt: skip
+        db.session.commit()
+        flash(_("%(email)s now organises this event.", email=organiser.email), "success")
+    return redirect(url_for("admin.event_edit", slug=slug) + "#organisers")
+
+
+@bp.post("/events/<slug>/organisers/<int:organiser_id>/remove")
+@login_required
+def organiser_remove(slug: str, organiser_id: int) -> Any:
+    event = _event_or_404(slug)
+    if not CheckinForm().validate_on_submit():
+        abort(400)
+    organiser = next((o for o in event.organisers if o.id == organiser_id), None)
+    if organiser is None:
+        abort(404)
+    event.organisers.remove(organiser)
+    audit.record(current_user, "event.organiser.remove", event=event,
+                 subject=f"organiser:{organiser.id}")  # fmt: skip
+    db.session.commit()
+    return redirect(url_for("admin.event_edit", slug=slug) + "#organisers")
+
+
 # --- Participants by hand ------------------------------------------------------------------------
 
 
@@ -553,8 +643,9 @@ def event_edit(slug: str) -> Any:
         flash(_("The changes have been saved."), "success")
         return redirect(url_for("admin.event_edit", slug=slug))
     return render_template(
-        "admin/event_form.html", form=form, event=event, cancel_form=CancelEventForm()
-    ), (422 if request.method == "POST" else 200)
+        "admin/event_form.html", form=form, event=event, cancel_form=CancelEventForm(),
+        organiser_form=AddOrganiserForm(formdata=None), action=CheckinForm(),
+    ), (422 if request.method == "POST" else 200)  # fmt: skip
 
 
 @bp.post("/events/<slug>/cancel")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 import uuid
 from datetime import datetime, timedelta
 
@@ -116,3 +117,31 @@ def reset_password(organiser: Organiser, password: str) -> None:
     set_password(organiser, password)
     organiser.failed_logins, organiser.locked_until = 0, None
     audit.record(organiser, "password.reset")
+
+
+class AccountExists(ServiceError):
+    code = "exists"
+    default_message = _l("An account for this address exists already.")
+
+
+def invite(email: str, *, name: str, is_admin: bool, actor: Organiser, language: str) -> Organiser:
+    """A new account with an unusable random password; the person chooses one through the
+    password-reset link that is mailed to them (the caller commits)."""
+    if find(email) is not None:
+        raise AccountExists()
+    organiser = Organiser(email=email.strip().lower(), name=name, is_admin=is_admin)
+    set_password(organiser, secrets.token_urlsafe(32))
+    db.session.add(organiser)
+    db.session.flush()
+    audit.record(actor, "account.create", subject=f"organiser:{organiser.id}",
+                 details={"email": organiser.email, "admin": is_admin})  # fmt: skip
+    request_reset(organiser.email, language)
+    return organiser
+
+
+def set_active(organiser: Organiser, active: bool, *, actor: Organiser) -> None:
+    if organiser.id == actor.id and not active:
+        raise InvalidInput({"account": [_l("You cannot deactivate your own account.")]})
+    organiser.active = active
+    audit.record(actor, "account.activate" if active else "account.deactivate",
+                 subject=f"organiser:{organiser.id}")  # fmt: skip
