@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from babel.dates import format_date, format_time
 from babel.numbers import format_decimal
-from flask import Flask
+from flask import Flask, current_app
 from flask_babel import get_locale, ngettext
 from flask_babel import gettext as _
 
@@ -110,6 +111,14 @@ def answer_text(answer: Answer) -> str:
     return answers.display(answer.question, answer.value)
 
 
+def utc_local(value: datetime) -> str:
+    """A stored UTC time in the configured zone (for entries that belong to no event)."""
+    locale = str(get_locale() or "de")
+    local = value.astimezone(ZoneInfo(current_app.config["TIMEZONE"]))
+    day = format_date(local.date(), "medium", locale=locale)
+    return f"{day} {format_time(local, 'HH:mm:ss', locale=locale)}"
+
+
 def init_app(app: Flask) -> None:
     app.add_template_filter(event_when, "event_when")
     app.add_template_filter(local_datetime, "local_datetime")
@@ -123,3 +132,4 @@ def init_app(app: Flask) -> None:
     app.add_template_filter(tel_href, "tel_href")
     app.add_template_filter(filesize, "filesize")
     app.add_template_filter(answer_text, "answer_text")
+    app.add_template_filter(utc_local, "utc_local")

@@ -739,3 +739,15 @@ def test_organisers_add_and_remove_colleagues(client, setup):
     client.post(f"/admin/events/meine/organisers/{other.id}/remove")
     db.session.expire_all()
     assert not accounts.find("andere@example.org").can_manage(setup["mine"])
+
+
+def test_audit_log_pages(client, setup):
+    login(client, "ich@example.org")
+    client.get("/admin/events/meine/export.csv").close()
+    page = client.get("/admin/events/meine/audit", headers=DE).get_data(as_text=True)
+    assert "export.csv" in page and "ich@example.org" in page
+    assert client.get("/admin/audit").status_code == 404  # administrators only
+    client.post("/admin/logout")
+    login(client, "admin@example.org")
+    everything = client.get("/admin/audit").get_data(as_text=True)
+    assert "login" in everything and "export.csv" in everything

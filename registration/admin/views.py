@@ -32,6 +32,7 @@ from ..extensions import db, login_manager
 from ..mailer import open_transport
 from ..models import (
     Attendance,
+    AuditEntry,
     Event,
     EventStatus,
     Organiser,
@@ -353,6 +354,29 @@ def outbox_resend(slug: str, message_id: int) -> Any:
             url_for("admin.participant", slug=slug, registration_id=message.registration_id)
         )
     return redirect(url_for("admin.outbox_list", slug=slug))
+
+
+# --- Audit log ----------------------------------------------------------------------------------
+
+
+@bp.get("/events/<slug>/audit")
+@login_required
+def audit_event(slug: str) -> Any:
+    event = _event_or_404(slug)
+    page = db.paginate(
+        select(AuditEntry).where(AuditEntry.event_id == event.id).order_by(AuditEntry.id.desc()),
+        per_page=PER_PAGE,
+    )
+    return render_template("admin/audit.html", event=event, page=page)
+
+
+@bp.get("/audit")
+@login_required
+def audit_all() -> Any:
+    """Everything, logins included: administrators only."""
+    _admin_only()
+    page = db.paginate(select(AuditEntry).order_by(AuditEntry.id.desc()), per_page=PER_PAGE)
+    return render_template("admin/audit.html", event=None, page=page)
 
 
 # --- Accounts (admins) and the organisers of an event -------------------------------------------
