@@ -20,12 +20,13 @@ from datetime import timedelta
 from pathlib import Path
 
 from aiosmtpd.controller import Controller
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 
 from registration import create_app
 from registration.extensions import db, mail
 from registration.models import Event, EventFormat, EventStatus, OutboxMessage, Registration
 from registration.notifications import build_message
+from registration.qrcode import ensure_checkin_qr
 from registration.services import delivery
 from registration.timeutil import utcnow
 from registration.tokens import hash_token, new_salt
@@ -74,6 +75,10 @@ def seed(n: int) -> list[int]:
         )  # fmt: skip
     db.session.execute(insert(Registration), rows)
     ids = [r.id for r in db.session.query(Registration.id).order_by(Registration.id)]
+    # Sign-ups make the check-in QR code (registration.qrcode.ensure_checkin_qr); so does this.
+    for registration in db.session.scalars(select(Registration)):
+        ensure_checkin_qr(registration)
+    db.session.flush()
     db.session.execute(
         insert(OutboxMessage),
         [

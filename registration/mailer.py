@@ -39,6 +39,8 @@ class Attachment:
     filename: str
     content_type: str
     data: bytes
+    #: Set for an image the HTML shows inline (``<img src="cid:...">``).
+    content_id: str | None = None
 
 
 @dataclass
@@ -111,14 +113,16 @@ def assemble(email: Email) -> bytes:
         ]
     parts.append(f"--{alternative}--".encode() + CRLF)
     for attachment in email.attachments:
+        disposition = "inline" if attachment.content_id else "attachment"
         parts += [
             f"--{mixed}".encode() + CRLF,
             f"Content-Type: {attachment.content_type}".encode() + CRLF,
             b"Content-Transfer-Encoding: base64" + CRLF,
-            f'Content-Disposition: attachment; filename="{attachment.filename}"'.encode() + CRLF,
-            CRLF,
-            _b64(attachment.data),
+            f'Content-Disposition: {disposition}; filename="{attachment.filename}"'.encode() + CRLF,
         ]
+        if attachment.content_id:
+            parts.append(f"Content-ID: <{attachment.content_id}>".encode() + CRLF)
+        parts += [CRLF, _b64(attachment.data)]
     parts.append(f"--{mixed}--".encode() + CRLF)
     return b"".join(parts)
 

@@ -18,6 +18,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Table,
     Text,
@@ -303,6 +304,9 @@ class Registration(db.Model):
     token_salt: Mapped[str] = mapped_column(String(32))
     #: SHA-256 of the manage token, for looking a registration up by its link.
     manage_token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    #: The check-in QR code (a small PNG) of on-site participants: made once at sign-up, since
+    #: up to three mails carry it and making it costs more than sending a mail.
+    checkin_qr: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
 
     event: Mapped[Event] = relationship(back_populates="registrations")
     answers: Mapped[list[Answer]] = relationship(

@@ -21,7 +21,7 @@ from flask_babel.speaklater import LazyString
 from itsdangerous import BadSignature, TimestampSigner, URLSafeTimedSerializer
 from markupsafe import escape
 
-from . import ics
+from . import ics, qrcode
 from .extensions import db
 from .formatting import event_when
 from .mailer import Attachment, Email, Message
@@ -64,6 +64,18 @@ KINDS: dict[str, Kind] = {
     #: An organiser's message; its subject is in the payload.
     "message": Kind(_l("%(subject)s")),
 }
+
+
+#: Mails that carry the personal check-in QR code (for confirmed on-site participants).
+QR_KINDS = frozenset({"confirmation", "promoted", "attendance_changed", "reminder"})
+
+
+def _shows_qr(kind: str, registration: Registration) -> bool:
+    return (
+        kind in QR_KINDS
+        and registration.attendance == Attendance.ON_SITE
+        and registration.status == RegistrationStatus.CONFIRMED
+    )
 
 
 def _base_url() -> str:
@@ -117,6 +129,7 @@ def _context(row: OutboxMessage, registration: Registration) -> dict[str, Any]:
             if registration.status == RegistrationStatus.WAITLISTED
             else None
         ),
+        "show_checkin_qr": _shows_qr(row.kind, registration),
         "show_dial_in": registration.attendance == Attendance.ONLINE
         and registration.status == RegistrationStatus.CONFIRMED
         and scheduling.dial_in_due(event, utcnow()),
@@ -143,6 +156,9 @@ def _email(row: OutboxMessage, registration: Registration, text: str, html: str)
                 ics.registration_calendar(registration),
             )
         )
+    if _shows_qr(row.kind, registration):
+        image = registration.checkin_qr or qrcode.checkin_png(registration)
+        attachments.append(Attachment("check-in.png", "image/png", image, "checkin-qr"))
     return Message(
         Email(
             subject=subject_of(row, event),

@@ -55,3 +55,23 @@ def split_personal_token(token: str) -> tuple[int, str] | None:
 
 def matches(salt: str, purpose: str, mac: str) -> bool:
     return hmac.compare_digest(derive(salt, purpose), mac)
+
+
+#: Check-in codes are printed as QR codes: a shorter MAC (96 bits) keeps the code small and
+#: quick to scan. The link only works for organisers of the event anyway.
+SHORT_MAC = 16
+
+
+def short_token(registration_id: int, salt: str, purpose: str) -> str:
+    return f"{registration_id}-{derive(salt, purpose)[:SHORT_MAC]}"
+
+
+def split_short_token(token: str) -> tuple[int, str] | None:
+    head, _, mac = token.partition("-")
+    if not head.isdigit() or len(head) > 12 or not re.fullmatch(r"[A-Za-z0-9_-]{16}", mac):
+        return None
+    return int(head), mac
+
+
+def matches_short(salt: str, purpose: str, mac: str) -> bool:
+    return hmac.compare_digest(derive(salt, purpose)[:SHORT_MAC], mac)

@@ -131,6 +131,8 @@ def test_deactivated_accounts_cannot_log_in_or_stay_in(client, setup):
 
 #: The only back-office pages for people who are not logged in.
 PUBLIC_ADMIN_ENDPOINTS = {"admin.login", "admin.password_forgot", "admin.password_reset"}
+#: Routes without an event in the URL, checked by their own tests.
+NO_EVENT_IN_URL = {"admin.checkin_scan"}
 
 
 def admin_routes(app) -> list[tuple[str, str]]:
@@ -139,7 +141,8 @@ def admin_routes(app) -> list[tuple[str, str]]:
     for rule in app.url_map.iter_rules():
         if not rule.endpoint.startswith("admin.") or rule.endpoint in PUBLIC_ADMIN_ENDPOINTS:
             continue
-        values = {"slug": "fremde", "registration_id": 1, "message_id": 1, "organiser_id": 2}
+        values = {"slug": "fremde", "registration_id": 1, "message_id": 1, "organiser_id": 2,
+                  "token": "1-AAAAAAAAAAAAAAAA"}  # fmt: skip
         url = rule.build({k: v for k, v in values.items() if k in rule.arguments})[1]
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
             routes.append((method, url))
@@ -751,3 +754,43 @@ def test_audit_log_pages(client, setup):
     login(client, "admin@example.org")
     everything = client.get("/admin/audit").get_data(as_text=True)
     assert "login" in everything and "export.csv" in everything
+
+
+def test_qr_code_in_the_confirmation_checks_in_only_for_the_events_organisers(app, client, setup):
+    from email import message_from_bytes, policy
+
+    from registration.models import OutboxMessage, Registration
+    from registration.notifications import build_message
+
+    event = setup["mine"]
+    register(event, 1, first_name="Jürgen", last_name="Weiß")
+    registration = db.session.scalars(
+        select(Registration).where(Registration.event_id == event.id)
+    ).one()
+    row = db.session.scalars(
+        select(OutboxMessage).where(OutboxMessage.registration_id == registration.id)
+    ).one()
+    with app.test_request_context("/", base_url="http://localhost"):
+        parsed = message_from_bytes(build_message(row).as_bytes(), policy=policy.default)
+    images = [p for p in parsed.iter_attachments() if p.get_content_type() == "image/png"]
+    assert len(images) == 1 and images[0]["Content-ID"] == "<checkin-qr>"
+    assert images[0].get_content().startswith(b"\x89PNG")
+    assert 'src="cid:checkin-qr"' in parsed.get_body(("html",)).get_content()
+    url = f"/admin/c/{signup.checkin_token(registration)}"
+    assert registration.checkin_qr == images[0].get_content()  # made once at sign-up
+    assert len(url) < 40  # a small, quick QR code
+
+    anonymous = client.get(url)
+    assert anonymous.status_code == 302 and "/admin/login" in anonymous.headers["Location"]
+    login(client, "andere@example.org")  # organises another event
+    assert client.get(url).status_code == 404
+    client.post("/admin/logout")
+    login(client, "ich@example.org")
+    scanned = client.get(url, headers=DE)
+    assert scanned.status_code == 200 and "Eingecheckt." in scanned.get_data(as_text=True)
+    again = client.get(url, headers=DE).get_data(as_text=True)
+    assert "Bereits eingecheckt seit" in again
+    db.session.refresh(registration)
+    assert registration.checked_in_at is not None
+    forged = url[:-1] + ("A" if url[-1] != "A" else "B")
+    assert client.get(forged).status_code == 404

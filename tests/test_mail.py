@@ -113,7 +113,8 @@ def test_confirmation_in_german_with_both_parts_calendar_and_a_working_manage_li
     assert "<strong>Fachtagung Interkommunales Wohnen</strong>" in html
     assert "Interko2" not in text and "Interko2" not in html  # on-site: no dial-in (invariant 4)
 
-    (attachment,) = list(message.iter_attachments())
+    attachment, qr_code = list(message.iter_attachments())  # on site: the check-in QR code too
+    assert qr_code.get_content_type() == "image/png" and qr_code["Content-ID"] == "<checkin-qr>"
     calendar = Calendar.from_ical(attachment.get_content())
     assert str(calendar["method"]) == "PUBLISH"
     (vevent,) = calendar.walk("VEVENT")
@@ -155,7 +156,10 @@ def test_waiting_list_promotion_and_cancellation_mails(app, smtp):
     promoted = smtp.to("person2@example.org")[-1]
     assert promoted["Subject"] == "Sie haben einen Platz: Fachtagung Interkommunales Wohnen"
     assert "/manage/" in text_part(promoted)
-    assert [p.get_content_type() for p in promoted.iter_attachments()] == ["text/calendar"]
+    assert [p.get_content_type() for p in promoted.iter_attachments()] == [
+        "text/calendar",
+        "image/png",
+    ]
 
 
 def test_without_mail_server_messages_become_files(app, tmp_path):

@@ -356,6 +356,28 @@ def outbox_resend(slug: str, message_id: int) -> Any:
     return redirect(url_for("admin.outbox_list", slug=slug))
 
 
+@bp.get("/c/<token>")
+@login_required  # anyone not logged in lands on the login page: the code reveals nothing
+def checkin_scan(token: str) -> Any:
+    """The personal QR code, scanned with an organiser's phone: checks the person in."""
+    registration = signup.find_by_checkin_token(token)
+    if registration is None or not current_user.can_manage(registration.event):
+        abort(404)
+    event = registration.event
+    try:
+        newly = checkin.check_in(registration, current_user)
+    except ServiceError as exc:
+        db.session.rollback()
+        return render_template(
+            "admin/checkin_scan.html", event=event, registration=registration, problem=str(exc)
+        ), 409
+    db.session.commit()
+    return render_template(
+        "admin/checkin_scan.html", event=event, registration=registration, newly=newly,
+        counts=checkin.counts(event), problem=None,
+    )  # fmt: skip
+
+
 # --- Audit log ----------------------------------------------------------------------------------
 
 

@@ -107,6 +107,7 @@ def _load(ids: list[int]) -> list[OutboxMessage]:
         .where(OutboxMessage.id.in_(ids))
         .options(
             selectinload(OutboxMessage.registration).selectinload(Registration.event),
+            selectinload(OutboxMessage.registration).undefer(Registration.checkin_qr),
             selectinload(OutboxMessage.registration).selectinload(Registration.answers),
         )
         .order_by(OutboxMessage.id)

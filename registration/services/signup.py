@@ -17,7 +17,7 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from .. import tokens
+from .. import qrcode, tokens
 from ..extensions import db
 from ..models import (
     ACTIVE_STATUSES,
@@ -221,6 +221,7 @@ def register(
         if _is_duplicate_email(exc):  # the unique index is the last line of defence
             raise DuplicateRegistration() from exc
         raise  # anything else is a bug (e.g. in locking) and must not pass as a duplicate
+    qrcode.ensure_checkin_qr(registration)
     outbox.enqueue(
         "confirmation" if status == RegistrationStatus.CONFIRMED else "waitlisted", registration
     )
@@ -293,6 +294,22 @@ def find_by_personal_token(token: str, purpose: str) -> Registration | None:
         return None
     registration = db.session.get(Registration, parts[0])
     if registration is None or not tokens.matches(registration.token_salt, purpose, parts[1]):
+        return None
+    return registration
+
+
+def checkin_token(registration: Registration) -> str:
+    return tokens.short_token(registration.id, registration.token_salt, "checkin")
+
+
+def find_by_checkin_token(token: str) -> Registration | None:
+    parts = tokens.split_short_token(token)
+    if parts is None:
+        return None
+    registration = db.session.get(Registration, parts[0])
+    if registration is None or not tokens.matches_short(
+        registration.token_salt, "checkin", parts[1]
+    ):
         return None
     return registration
 
@@ -415,6 +432,7 @@ def change_attendance(
     else:
         raise ModeFull()
     registration.attendance = mode
+    qrcode.ensure_checkin_qr(registration)
     db.session.flush()
     outbox.enqueue(kind, registration)
     scheduling.dial_in_if_due(registration, event, now)

@@ -1,0 +1,69 @@
+"""The check-in QR code: the PNG shows exactly segno's modules, and sign-ups make it once."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+import segno
+
+from registration import qrcode
+from registration.models import EventFormat
+from registration.services import signup
+
+from .conftest import make_event
+
+
+def decode_png(data: bytes) -> tuple[int, list[list[int]]]:
+    """Width and rows of 0/1 pixels (1 = white) of a 1-bit greyscale PNG."""
+    assert data.startswith(b"\x89PNG\r\n\x1a\n")
+    position, idat, width = 8, b"", 0
+    while position < len(data):
+        (length,) = struct.unpack(">I", data[position : position + 4])
+        tag = data[position + 4 : position + 8]
+        body = data[position + 8 : position + 8 + length]
+        (crc,) = struct.unpack(">I", data[position + 8 + length : position + 12 + length])
+        assert zlib.crc32(tag + body) == crc
+        if tag == b"IHDR":
+            width, height, depth, colour = struct.unpack(">IIBB", body[:10])
+            assert (width, depth, colour) == (height, 1, 0)
+        elif tag == b"IDAT":
+            idat += body
+        position += 12 + length
+    raw, stride = zlib.decompress(idat), (width + 7) // 8 + 1
+    rows = []
+    for y in range(width):
+        line = raw[y * stride : (y + 1) * stride]
+        assert line[0] == 0  # no filter
+        bits = "".join(f"{byte:08b}" for byte in line[1:])[:width]
+        rows.append([int(b) for b in bits])
+    return width, rows
+
+
+def test_png_shows_the_modules_with_a_quiet_zone():
+    code = segno.make("https://anmeldung.example.org/admin/c/1-abcdefghijklmnop", error="m")
+    width, rows = decode_png(qrcode.png(code.matrix, scale=3, border=4))
+    n = len(code.matrix)
+    assert width == (n + 8) * 3
+    for y in range(width):
+        for x in range(width):
+            r, c = y // 3 - 4, x // 3 - 4
+            dark = 0 <= r < n and 0 <= c < n and code.matrix[r][c]
+            assert rows[y][x] == (0 if dark else 1), (x, y)
+
+
+def test_on_site_sign_ups_get_their_code_once(app):
+    event = make_event(format=EventFormat.HYBRID, capacity_online=5)
+    on_site = signup.register(
+        event,
+        signup.SignupData("a@example.org", "A", "B", attendance="on_site", privacy_consent=True),
+    ).registration
+    online = signup.register(
+        event,
+        signup.SignupData("b@example.org", "C", "D", attendance="online", privacy_consent=True),
+    ).registration
+    assert on_site.checkin_qr is not None and online.checkin_qr is None
+    assert on_site.checkin_qr == qrcode.checkin_png(on_site)  # deterministic: same link
+    signup.change_attendance(online, "on_site")
+    assert online.checkin_qr is not None
+    assert qrcode.checkin_url(on_site).endswith(f"/admin/c/{signup.checkin_token(on_site)}")
