@@ -47,10 +47,9 @@ class LoginForm(FlaskForm):
     )
 
 
-class PasswordForm(FlaskForm):
-    current_password = PasswordField(
-        _l("Current password"), validators=[DataRequired(_l("Please enter your password."))]
-    )
+class ResetPasswordForm(FlaskForm):
+    """A new password, typed twice (also the second half of :class:`PasswordForm`)."""
+
     password = PasswordField(
         _l("New password"),
         validators=[
@@ -61,6 +60,12 @@ class PasswordForm(FlaskForm):
     confirm = PasswordField(
         _l("Repeat the new password"),
         validators=[EqualTo("password", message=_l("The two passwords differ."))],
+    )
+
+
+class PasswordForm(ResetPasswordForm):
+    current_password = PasswordField(
+        _l("Current password"), validators=[DataRequired(_l("Please enter your password."))]
     )
 
 
@@ -348,20 +353,6 @@ class ForgotPasswordForm(FlaskForm):
         _l("Email address"),
         filters=[strip],
         validators=[DataRequired(_l("Please enter your email address.")), Length(max=254)],
-    )
-
-
-class ResetPasswordForm(FlaskForm):
-    password = PasswordField(
-        _l("New password"),
-        validators=[
-            DataRequired(_l("Please enter a new password.")),
-            Length(min=10, message=_l("Please use at least %(min)d characters.")),
-        ],
-    )
-    confirm = PasswordField(
-        _l("Repeat the new password"),
-        validators=[EqualTo("password", message=_l("The two passwords differ."))],
     )
 
 
