@@ -52,6 +52,9 @@ class Config:
     #: Flask-Mail would suppress sending under TESTING; our tests talk to a real SMTP server.
     MAIL_SUPPRESS_SEND = False
 
+    #: Largest request body (uploads); larger ones get a clear 413 page.
+    MAX_CONTENT_LENGTH = 16 * 1024 * 1024
+
     WTF_CSRF_TIME_LIMIT = None  # a sign-up form may stay open in a tab for hours
 
     SESSION_COOKIE_HTTPONLY = True

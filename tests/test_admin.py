@@ -141,7 +141,7 @@ def admin_routes(app) -> list[tuple[str, str]]:
     for rule in app.url_map.iter_rules():
         if not rule.endpoint.startswith("admin.") or rule.endpoint in PUBLIC_ADMIN_ENDPOINTS:
             continue
-        values = {"slug": "fremde", "registration_id": 1, "message_id": 1, "organiser_id": 2,
+        values = {"slug": "fremde", "registration_id": 1, "message_id": 1, "organiser_id": 2, "file_id": 1,
                   "token": "1-AAAAAAAAAAAAAAAA"}  # fmt: skip
         url = rule.build({k: v for k, v in values.items() if k in rule.arguments})[1]
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
@@ -794,3 +794,58 @@ def test_qr_code_in_the_confirmation_checks_in_only_for_the_events_organisers(ap
     assert registration.checked_in_at is not None
     forged = url[:-1] + ("A" if url[-1] != "A" else "B")
     assert client.get(forged).status_code == 404
+
+
+def test_upload_title_image_and_documents_checked_by_content(client, setup):
+    import io
+
+    from registration.models import EventFile
+
+    login(client, "ich@example.org")
+    png = b"\x89PNG\r\n\x1a\n" + b"\0" * 100
+    ok = client.post("/admin/events/meine/files", data={
+        "file": (io.BytesIO(png), "titel.png"), "kind": "title_image",
+        "alt": "Blick auf den Markt", "credit": "Foto: Stadt"}, content_type="multipart/form-data")  # fmt: skip
+    assert ok.status_code == 302
+    client.post("/admin/events/meine/files", data={
+        "file": (io.BytesIO(b"%PDF-1.7 flyer"), "Flyer Tagung.pdf"), "kind": "attachment",
+        "title": "Save-the-Date"}, content_type="multipart/form-data")  # fmt: skip
+    exe = client.post("/admin/events/meine/files", data={
+        "file": (io.BytesIO(b"MZ\x90\x00 program"), "flyer.pdf"), "kind": "attachment"},
+        content_type="multipart/form-data", follow_redirects=True, headers=DE)  # fmt: skip
+    assert "nicht angenommen" in exe.get_data(as_text=True)
+    traversal = client.post("/admin/events/meine/files", data={
+        "file": (io.BytesIO(b"%PDF-1.4 x"), "../../etc/passwd.pdf"), "kind": "attachment"},
+        content_type="multipart/form-data")  # fmt: skip
+    assert traversal.status_code == 302
+    too_big_for_images = client.post("/admin/events/meine/files", data={
+        "file": (io.BytesIO(b"\x89PNG\r\n\x1a\n" + b"0" * (5 * 1024 * 1024)), "big.png"),
+        "kind": "title_image"}, content_type="multipart/form-data", follow_redirects=True, headers=DE)  # fmt: skip
+    assert "larger than 5 MB" in too_big_for_images.get_data(as_text=True)
+    app = client.application
+    app.config["MAX_CONTENT_LENGTH"] = 4096  # the request limit (16 MB by default), small here
+    huge = client.post("/admin/events/meine/files", data={
+        "file": (io.BytesIO(b"%PDF-" + b"0" * 8000), "big.pdf"), "kind": "attachment"},
+        content_type="multipart/form-data", headers=DE)  # fmt: skip
+    assert huge.status_code == 413 and "zu groß" in huge.get_data(as_text=True)
+    app.config["MAX_CONTENT_LENGTH"] = 16 * 1024 * 1024
+
+    event = setup["mine"]
+    db.session.refresh(event)
+    stored = {
+        f.filename: f
+        for f in db.session.scalars(select(EventFile).where(EventFile.event_id == event.id))
+    }
+    assert set(stored) == {"titel.png", "Flyer-Tagung.pdf", "passwd.pdf"}
+    assert (event.title_image_alt, event.title_image_credit) == (
+        "Blick auf den Markt",
+        "Foto: Stadt",
+    )
+    page = client.get("/events/meine").get_data(as_text=True)
+    assert 'alt="Blick auf den Markt"' in page and "Save-the-Date" in page
+
+    client.post(f"/admin/events/meine/files/{stored['passwd.pdf'].id}/remove")
+    remaining = db.session.scalars(
+        select(EventFile.filename).where(EventFile.event_id == event.id)
+    ).all()
+    assert sorted(remaining) == ["Flyer-Tagung.pdf", "titel.png"]

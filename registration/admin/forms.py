@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
+from flask_wtf.file import FileField, FileRequired
 from wtforms import (
     BooleanField,
     DateTimeLocalField,
@@ -375,4 +376,30 @@ class AddOrganiserForm(FlaskForm):
         _l("Email address of the account"),
         filters=[strip],
         validators=[DataRequired(_l("Please enter your email address.")), Length(max=254)],
+    )
+
+
+class FileForm(FlaskForm):
+    """A title image or an attachment (the content decides what it is, not the name)."""
+
+    file = FileField(_l("File"), validators=[FileRequired(_l("Please choose a file."))])
+    kind = RadioField(
+        _l("Use as"),
+        choices=[
+            SelectChoice("attachment", _l("Document (PDF or image)")),
+            SelectChoice("title_image", _l("Title image (PNG, JPEG or WebP)")),
+        ],
+        default="attachment",
+        validate_choice=True,
+    )
+    title = StringField(
+        _l("Link text (documents)"), filters=[strip], validators=[Optional(), Length(max=200)]
+    )
+    alt = StringField(
+        _l("Description of the image for screen readers (title image)"),
+        filters=[strip],
+        validators=[Optional(), Length(max=300)],
+    )
+    credit = StringField(
+        _l("Credit line (title image)"), filters=[strip], validators=[Optional(), Length(max=200)]
     )

@@ -35,6 +35,7 @@ from ..models import (
     AuditEntry,
     Event,
     EventStatus,
+    FileKind,
     Organiser,
     OutboxMessage,
     OutboxStatus,
@@ -42,7 +43,7 @@ from ..models import (
     RegistrationStatus,
     event_organisers,
 )
-from ..services import accounts, audit, checkin, exports, messaging, outbox, signup
+from ..services import accounts, audit, checkin, exports, files, messaging, outbox, signup
 from ..services import events as events_service
 from ..services.errors import InvalidInput, ServiceError
 from ..services.seats import seat_status
@@ -54,6 +55,7 @@ from .forms import (
     CancelEventForm,
     CheckinForm,
     EventForm,
+    FileForm,
     ForgotPasswordForm,
     LoginForm,
     MessageForm,
@@ -691,6 +693,7 @@ def event_edit(slug: str) -> Any:
     return render_template(
         "admin/event_form.html", form=form, event=event, cancel_form=CancelEventForm(),
         organiser_form=AddOrganiserForm(formdata=None), action=CheckinForm(),
+        file_form=FileForm(formdata=None),
     ), (422 if request.method == "POST" else 200)  # fmt: skip
 
 
@@ -762,6 +765,50 @@ def message(slug: str) -> Any:
     return render_template(
         "admin/message.html", event=event, form=form, preview=preview_mail, count=count
     ), (422 if form.errors else 200)
+
+
+@bp.post("/events/<slug>/files")
+@login_required
+def file_upload(slug: str) -> Any:
+    event = _event_or_404(slug)
+    form = FileForm()
+    if not form.validate_on_submit():
+        for messages in form.errors.values():
+            for message in messages:
+                flash(str(message), "error")
+        return redirect(url_for("admin.event_edit", slug=slug) + "#files")
+    upload = form.file.data
+    data = upload.read(files.MAX_ATTACHMENT_BYTES + 1)
+    kind = FileKind(form.kind.data)
+    try:
+        stored = files.store(event, kind, data, upload.filename or "datei", form.title.data or "")
+    except files.FileRejected as exc:
+        db.session.rollback()
+        flash(_("The file was not accepted: %(reason)s", reason=str(exc)), "error")
+    else:
+        if kind == FileKind.TITLE_IMAGE:
+            event.title_image_alt = form.alt.data or ""
+            event.title_image_credit = form.credit.data or ""
+        audit.record(current_user, "event.file.add", event=event, subject=f"file:{stored.id}",
+                     details={"name": stored.filename, "type": stored.content_type})  # fmt: skip
+        db.session.commit()
+        flash(_("The file has been added."), "success")
+    return redirect(url_for("admin.event_edit", slug=slug) + "#files")
+
+
+@bp.post("/events/<slug>/files/<int:file_id>/remove")
+@login_required
+def file_remove(slug: str, file_id: int) -> Any:
+    event = _event_or_404(slug)
+    if not CheckinForm().validate_on_submit():
+        abort(400)
+    stored = next((f for f in event.files if f.id == file_id), None)
+    if stored is None:
+        abort(404)
+    audit.record(current_user, "event.file.remove", event=event, subject=f"file:{stored.id}")
+    files.remove(stored)
+    db.session.commit()
+    return redirect(url_for("admin.event_edit", slug=slug) + "#files")
 
 
 # --- Exports: stable URLs for bookmarks and scripts ----------------------------------------------
