@@ -121,12 +121,26 @@ def test_back_office_pages_are_accessible_on_a_phone(
     page.goto("/admin/login")
     assert_accessible(page, "login")
     log_in(page, organiser)
+    with live_server.app_context():
+        accounts.find(organiser).is_admin = True  # the accounts and audit pages too
+        db.session.commit()
     for name, path in [
         ("admin-dashboard", "/admin/"),
         ("admin-edit", "/admin/events/werkstatt/edit"),
         ("admin-outbox", "/admin/events/werkstatt/outbox"),
         ("admin-password", "/admin/password"),
+        ("admin-checkin", "/admin/events/werkstatt/checkin"),
+        ("admin-message", "/admin/events/werkstatt/message"),
+        ("admin-add-participant", "/admin/events/werkstatt/participants/new"),
+        ("admin-audit", "/admin/events/werkstatt/audit"),
+        ("admin-accounts", "/admin/accounts"),
+        ("admin-forgot-password", "/admin/password/forgot"),
     ]:
         page.goto(path)
         assert_accessible(page, name)
         screenshot(page, f"{name}-de-phone")
+    # A form with its errors shown, too.
+    page.goto("/admin/events/werkstatt/message")
+    page.get_by_role("button", name="Vorschau").click()
+    assert page.get_by_role("alert").is_visible()
+    assert_accessible(page, "admin-message-errors")
