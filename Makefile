@@ -21,7 +21,7 @@ install: $(BIN)/.installed
 # axe-core for the accessibility checks of the browser tests (from the npm registry). Without npm
 # the browser tests are skipped and say why.
 node_modules/axe-core/axe.min.js: package.json package-lock.json
-	@if command -v npm >/dev/null 2>&1; then npm ci --no-audit --no-fund --silent; \
+	@if command -v npm >/dev/null 2>&1; then npm ci --no-audit --no-fund --silent && touch $@; \
 	else echo "npm not found: browser tests will be skipped (install Node.js to run them)"; fi
 
 # Compile the committed .po catalogues (the app also does this at start when they are stale).
