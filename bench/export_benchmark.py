@@ -31,20 +31,18 @@ from typing import Any
 from pypdf import PdfReader
 from sqlalchemy import insert, select
 
+from bench.seeding import bench_event, registration_row
 from registration import create_app
 from registration.extensions import db
 from registration.models import (
     Answer,
     Event,
-    EventFormat,
-    EventStatus,
     Question,
     QuestionKind,
     Registration,
 )
 from registration.services import exports
 from registration.timeutil import utcnow
-from registration.tokens import hash_token, new_salt
 
 FIRST_NAMES = ["Jürgen", "Zoë", "Łukasz", "Anna", "Björn", "Dörte", "Emil", "Ines", "Özlem", "Karl"]
 LAST_NAMES = ["Weiß", "Müller", "Żółć", "Ärger", "Schulz", "Groß", "Neumann", "Öztürk", "Lange"]
@@ -61,15 +59,7 @@ LUNCH = ["vegetarisch", "vegan", "mit Fleisch"]
 def seed(n: int) -> Event:
     """One on-site event, two questions, n confirmed registrations with answers (bulk)."""
     rng = random.Random(2026)
-    start = utcnow() + timedelta(days=30)
-    event = Event(
-        slug="bench", title="Fachtagung Interkommunales Wohnen", format=EventFormat.ON_SITE,
-        status=EventStatus.PUBLISHED, starts_at=start, ends_at=start + timedelta(hours=6),
-        venue_name="Volkshaus Jena", venue_address="Carl-Zeiß-Platz 15\n07743 Jena",
-        capacity_on_site=None,
-    )  # fmt: skip
-    db.session.add(event)
-    db.session.flush()
+    event = bench_event()
     lunch = Question(
         event_id=event.id, key="lunch", position=0, label="Mittagessen",
         kind=QuestionKind.SINGLE_CHOICE, options=LUNCH,
@@ -80,20 +70,15 @@ def seed(n: int) -> Event:
     db.session.add_all([lunch, needs])
     db.session.flush()
     now = utcnow()
-    rows = []
-    for i in range(n):
-        salt = new_salt()
-        rows.append(
-            {
-                "event_id": event.id, "email": f"p{i}@example.org", "email_key": f"p{i}@example.org",
-                "first_name": rng.choice(FIRST_NAMES), "last_name": f"{rng.choice(LAST_NAMES)} {i}",
-                "organisation": rng.choice(ORGANISATIONS), "attendance": "on_site",
-                "status": "confirmed", "language": "de", "privacy_consent_at": now,
-                "created_at": now - timedelta(minutes=n - i), "confirmed_at": now,
-                "checked_in_at": now if i % 3 == 0 else None,
-                "token_salt": salt, "manage_token_hash": hash_token(salt),
-            }
-        )  # fmt: skip
+    rows = [
+        registration_row(
+            event, i, now,
+            first_name=rng.choice(FIRST_NAMES), last_name=f"{rng.choice(LAST_NAMES)} {i}",
+            organisation=rng.choice(ORGANISATIONS), created_at=now - timedelta(minutes=n - i),
+            checked_in_at=now if i % 3 == 0 else None,
+        )
+        for i in range(n)
+    ]  # fmt: skip
     db.session.execute(insert(Registration), rows)
     ids = db.session.scalars(select(Registration.id).order_by(Registration.id)).all()
     answers = []

@@ -16,20 +16,19 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import timedelta
 from pathlib import Path
 
 from aiosmtpd.controller import Controller
 from sqlalchemy import insert, select
 
+from bench.seeding import bench_event, registration_row
 from registration import create_app
 from registration.extensions import db, mail
-from registration.models import Event, EventFormat, EventStatus, OutboxMessage, Registration
+from registration.models import OutboxMessage, Registration
 from registration.notifications import build_message
 from registration.qrcode import ensure_checkin_qr
 from registration.services import delivery
 from registration.timeutil import utcnow
-from registration.tokens import hash_token, new_salt
 from tests.smtp import free_port
 
 TARGET_RATIO = 0.5
@@ -50,29 +49,9 @@ class CountingHandler:
 
 def seed(n: int) -> list[int]:
     """One event, n confirmed registrations, n pending confirmation rows (bulk, not measured)."""
-    start = utcnow() + timedelta(days=30)
-    event = Event(
-        slug="bench", title="Fachtagung Interkommunales Wohnen", format=EventFormat.ON_SITE,
-        status=EventStatus.PUBLISHED, starts_at=start, ends_at=start + timedelta(hours=6),
-        venue_name="Volkshaus Jena", venue_address="Carl-Zeiß-Platz 15\n07743 Jena",
-        contact_name="Wirtschaftsförderung Jena", contact_email="orga@example.org",
-        capacity_on_site=None,
-    )  # fmt: skip
-    db.session.add(event)
-    db.session.flush()
+    event = bench_event(contact_name="Wirtschaftsförderung Jena", contact_email="orga@example.org")
     now = utcnow()
-    rows = []
-    for i in range(n):
-        salt = new_salt()
-        rows.append(
-            {
-                "event_id": event.id, "email": f"p{i}@example.org", "email_key": f"p{i}@example.org",
-                "first_name": "Erika", "last_name": f"Muster {i}", "organisation": "Stadt Jena",
-                "attendance": "on_site", "status": "confirmed", "language": "de",
-                "privacy_consent_at": now, "created_at": now, "confirmed_at": now,
-                "token_salt": salt, "manage_token_hash": hash_token(salt),
-            }
-        )  # fmt: skip
+    rows = [registration_row(event, i, now) for i in range(n)]
     db.session.execute(insert(Registration), rows)
     ids = [r.id for r in db.session.query(Registration.id).order_by(Registration.id)]
     # Sign-ups make the check-in QR code (registration.qrcode.ensure_checkin_qr); so does this.

@@ -25,6 +25,7 @@ from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_login import current_user, login_required, login_user, logout_user
 from sqlalchemy import func, or_, select
+from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from .. import notifications
@@ -308,7 +309,11 @@ def outbox_list(slug: str) -> Any:
     """Every email of the event with its status, attempts and last error."""
     event = _event_or_404(slug)
     status = request.args.get("status") or ""
-    stmt = select(OutboxMessage).where(OutboxMessage.event_id == event.id)
+    stmt = (
+        select(OutboxMessage)
+        .where(OutboxMessage.event_id == event.id)
+        .options(selectinload(OutboxMessage.registration))  # one query for the names
+    )
     if status in {s.value for s in OutboxStatus}:
         stmt = stmt.where(OutboxMessage.status == status)
     page = db.paginate(stmt.order_by(OutboxMessage.id.desc()), per_page=PER_PAGE)
@@ -430,7 +435,11 @@ def accounts_list() -> Any:
             flash(_("The account has been created; an email with a link to choose a password "
                     "is on its way."), "success")  # fmt: skip
             return redirect(url_for("admin.accounts_list"))
-    people = db.session.scalars(select(Organiser).order_by(func.lower(Organiser.email))).all()
+    people = db.session.scalars(
+        select(Organiser)
+        .options(selectinload(Organiser.events))  # the event counts in one query
+        .order_by(func.lower(Organiser.email))
+    ).all()
     return render_template("admin/accounts.html", form=form, people=people, action=CheckinForm()), (
         422 if form.errors else 200
     )
