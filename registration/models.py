@@ -123,6 +123,7 @@ class Event(db.Model):
         ),
         CheckConstraint("reminder_days_before >= 0", name="reminder_days_positive"),
         CheckConstraint("dial_in_hours_before >= 0", name="dial_in_hours_positive"),
+        CheckConstraint("retention_days >= 0", name="retention_days_positive"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -181,6 +182,11 @@ class Event(db.Model):
     #: Credit line and alternative text of the title image (the image itself is an EventFile).
     title_image_credit: Mapped[str] = mapped_column(String(200), default="", server_default="")
     title_image_alt: Mapped[str] = mapped_column(String(300), default="", server_default="")
+
+    #: Participants' personal data is anonymised this many days after the event ends (GDPR).
+    retention_days: Mapped[int] = mapped_column(Integer, default=90, server_default="90")
+    #: When the participants of this event were anonymised (``None``: not yet).
+    anonymised_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
@@ -298,6 +304,9 @@ class Registration(db.Model):
     checked_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     #: First use of the personal join link: online attendance.
     joined_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: When the personal data was removed (retention or an erasure request); the row stays
+    #: for the counts.
+    anonymised_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     #: Random salt from which the personal links are derived with the server's secret key
     #: (see tokens.py); the links themselves are never stored.
@@ -436,6 +445,42 @@ class Organiser(UserMixin, db.Model):
 
     def can_manage(self, event: Event) -> bool:
         return self.is_admin or any(o.id == self.id for o in event.organisers)
+
+
+class ApiToken(db.Model):
+    """A bearer token for the JSON API; it acts with its organiser's rights."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organiser_id: Mapped[int] = mapped_column(
+        ForeignKey("organisers.id", ondelete="CASCADE"), index=True
+    )
+    #: What the token is for, e.g. "Website import script".
+    name: Mapped[str] = mapped_column(String(100))
+    #: SHA-256 of the token; the token itself is shown once and never stored.
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    #: The token's first characters, so people can tell their tokens apart.
+    prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    organiser: Mapped[Organiser] = relationship()
+
+    def __repr__(self) -> str:
+        return f"<ApiToken {self.prefix}>"
+
+
+class Setting(db.Model):
+    """A setting the organisation changes in the back office, e.g. the privacy notice text."""
+
+    __tablename__ = "settings"
+
+    key: Mapped[str] = mapped_column(String(60), primary_key=True)
+    value: Mapped[str] = mapped_column(Text, default="")
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 
 class AuditEntry(db.Model):
