@@ -158,7 +158,7 @@ def privacy_anonymise(slug: str | None, dry_run: bool, yes: bool) -> None:
         result = privacy.anonymise_due_events(utcnow(), dry_run=dry_run)
         verb = "would anonymise" if dry_run else "anonymised"
         click.echo(
-            f"{verb} {result.registrations} registrations of {len(result.events)} events"
+            f"{verb} {result.registrations} registrations of {len(result.events)} event(s)"
             + (f": {', '.join(result.events)}" if result.events else "")
         )
         return
@@ -167,7 +167,7 @@ def privacy_anonymise(slug: str | None, dry_run: bool, yes: bool) -> None:
         raise click.ClickException(f"no event {slug!r}")
     pending = privacy.count_pending(event)
     if dry_run:
-        click.echo(f"would anonymise {pending} registrations of 1 event: {event.slug}")
+        click.echo(f"would anonymise {pending} registrations of 1 event(s): {event.slug}")
         return
     if not yes:
         warning = (
@@ -178,7 +178,7 @@ def privacy_anonymise(slug: str | None, dry_run: bool, yes: bool) -> None:
             warning += " The event has not ended: its participants lose their links and mails."
         click.confirm(warning + " This cannot be undone.", abort=True)
     done = privacy.anonymise_event(event, wait=True)
-    click.echo(f"anonymised {done or 0} registrations of 1 event: {slug}")
+    click.echo(f"anonymised {done or 0} registrations of 1 event(s): {slug}")
 
 
 def init_app(app: Flask) -> None:
