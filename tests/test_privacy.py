@@ -23,7 +23,6 @@ from registration.models import (
     Question,
     QuestionKind,
     Registration,
-    RegistrationStatus,
 )
 from registration.services import audit, checkin, messaging, privacy, scheduling, signup
 from registration.services.seats import seat_status
@@ -114,12 +113,15 @@ def statistics(event: Event) -> dict:
         "seats": seat_status([event])[event.id],
         "checkin": checkin.counts(event),
         "per_status_mode": Counter((r.status, r.attendance) for r in rows),
-        "rows": [
-            (r.id, r.status, r.attendance, r.waitlist_order, r.language, r.created_at,
-             r.confirmed_at, r.cancelled_at, r.checked_in_at, r.joined_at, r.privacy_consent_at)
-            for r in rows
-        ],  # fmt: skip
+        "rows": [_kept(r) for r in rows],
     }
+
+
+def _kept(r: Registration) -> tuple:
+    return (
+        r.id, r.status, r.attendance, r.waitlist_order, r.language, r.created_at,
+        r.confirmed_at, r.cancelled_at, r.checked_in_at, r.joined_at, r.privacy_consent_at,
+    )  # fmt: skip
 
 
 def answers_by_key(registration_id: int) -> dict:
@@ -152,7 +154,11 @@ def test_nothing_happens_before_the_retention_date_everything_after(app, client,
     clock.now = due - timedelta(seconds=1)
     assert privacy.anonymise_due_events(clock.now).events == []
     weiss = reg(workshop, "Weiß")
-    assert (weiss.last_name, weiss.email, weiss.anonymised_at) == ("Weiß", "weiss@example.org", None)
+    assert (weiss.last_name, weiss.email, weiss.anonymised_at) == (
+        "Weiß",
+        "weiss@example.org",
+        None,
+    )
 
     clock.now = due
     result = privacy.anonymise_due_events(clock.now)
@@ -260,9 +266,9 @@ def test_anonymising_is_idempotent(app, workshop, clock):
     db.session.commit()
     assert statistics(workshop.event) == first
     assert db.session.scalar(select(func.count()).select_from(AuditEntry)) == logged
-    assert reg(workshop, "Weiß").anonymised_at == privacy.retention_ends(workshop.event) + timedelta(
-        days=5
-    )
+    assert reg(workshop, "Weiß").anonymised_at == privacy.retention_ends(
+        workshop.event
+    ) + timedelta(days=5)
 
 
 def test_each_event_has_its_own_retention(app, clock):
@@ -332,9 +338,14 @@ def test_two_workers_at_once_anonymise_each_person_once(app, workshop, clock):
         select(AuditEntry.event_id).where(AuditEntry.action == "privacy.anonymise_event")
     ).all()
     assert sorted(logged) == event_ids
-    assert db.session.scalar(
-        select(func.count()).select_from(Registration).where(Registration.anonymised_at.is_(None))
-    ) == 0
+    assert (
+        db.session.scalar(
+            select(func.count())
+            .select_from(Registration)
+            .where(Registration.anonymised_at.is_(None))
+        )
+        == 0
+    )
 
 
 # --- the worker ---------------------------------------------------------------------------------
