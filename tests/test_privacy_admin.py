@@ -168,6 +168,9 @@ def test_erasure_needs_confirmation_frees_the_seat_and_sends_no_cancellation(cli
     shown = client.get(f"/admin/events/werkstatt/participants/{erased.id}", headers=DE)
     text = shown.get_data(as_text=True)
     assert "Anonymisiert" in text and "Muster1" not in text and "person1@" not in text
+    leftover = client.get(url(full_event, "export.json")).get_data(as_text=True)
+    assert "person1" not in leftover and "Muster1" not in leftover and "Kekse" not in leftover
+    assert json.loads(leftover)["answers"][0]["value"] == "vegan"
     again = client.post(url(full_event, "erase"), data={"confirm": "y"}, headers=DE)
     assert again.status_code == 302
     assert db.session.scalars(
