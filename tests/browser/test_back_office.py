@@ -160,7 +160,8 @@ def test_questions_editor_and_preview_of_a_draft(
     with live_server.app_context():
         from registration.models import Event
 
-        db.session.get(Event, event.id).organisers.append(accounts.find(organiser))
+        stored = db.session.get(Event, event.id)
+        stored.organisers.append(accounts.find(organiser))
         db.session.commit()
     page = new_page(phone=True)
     log_in(page, organiser)
