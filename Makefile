@@ -57,7 +57,7 @@ format: install
 
 # After changing user-facing text: extract and merge into the catalogues, then translate.
 messages: install
-	$(BIN)/pybabel extract -F babel.cfg -k _l -k lazy_gettext --no-location --omit-header -o registration/translations/messages.pot .
+	$(BIN)/pybabel extract -F babel.cfg -k _l -k lazy_gettext -k Message --no-location --omit-header -o registration/translations/messages.pot .
 	$(BIN)/pybabel update -i registration/translations/messages.pot -d registration/translations --no-fuzzy-matching
 
 clean:

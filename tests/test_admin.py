@@ -141,7 +141,7 @@ def admin_routes(app) -> list[tuple[str, str]]:
     for rule in app.url_map.iter_rules():
         if not rule.endpoint.startswith("admin.") or rule.endpoint in PUBLIC_ADMIN_ENDPOINTS:
             continue
-        values = {"slug": "fremde", "registration_id": 1, "message_id": 1, "organiser_id": 2, "file_id": 1,
+        values = {"slug": "fremde", "registration_id": 1, "message_id": 1, "organiser_id": 2, "file_id": 1, "question_id": 1,
                   "token": "1-AAAAAAAAAAAAAAAA"}  # fmt: skip
         url = rule.build({k: v for k, v in values.items() if k in rule.arguments})[1]
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
@@ -433,7 +433,8 @@ def test_create_an_event_in_the_back_office(client, setup):
         ),
         ({"capacity_on_site": "-3"}, "capacity_on_site", "Bitte geben Sie 0 oder mehr ein."),
         ({"contact_email": "kein-at"}, "contact_email", "gültige E-Mail-Adresse"),
-        ({"dial_in_url": "ftp://x"}, "dial_in_url", "must start with https://"),
+        ({"dial_in_url": "ftp://x"}, "dial_in_url", "muss mit https:// oder http:// beginnen"),
+        ({"retention_days": "5000"}, "retention_days", "Bitte geben Sie 0 bis 3650 ein."),
         ({"format": "festival"}, "format", ""),
     ],
 )
@@ -464,7 +465,7 @@ def test_edit_keeps_seats_safe_and_notifies_on_request(client, setup):
     refused = client.post("/admin/events/meine/edit", data=form, headers=DE)
     assert (
         refused.status_code == 422
-        and "below the 3 participants already confirmed" in refused.get_data(as_text=True)
+        and "3 Personen haben bereits eine Zusage" in refused.get_data(as_text=True)
     )
 
     moved = {**form, "capacity_on_site": "10", "starts_at": (local + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M"),

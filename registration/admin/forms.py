@@ -33,7 +33,7 @@ from wtforms.validators import (
 )
 
 from ..forms import ParticipantFields, strip
-from ..models import Event
+from ..models import Event, QuestionKind
 from ..services.events import SLUG_RE
 
 
@@ -212,6 +212,18 @@ class EventForm(FlaskForm):
             NumberRange(min=0, max=720, message=_l("Please enter 0 to 720.")),
         ],
     )
+    retention_days = IntegerField(
+        _l("Delete personal data (days after the event)"),
+        default=90,
+        validators=[
+            Optional(),
+            NumberRange(min=0, max=3650, message=_l("Please enter 0 to 3650.")),
+        ],
+        description=_l(
+            "Then names, email addresses and free-text answers are removed; the counts stay. "
+            "Empty: 90 days."
+        ),
+    )
     notify = BooleanField(_l("Tell the participants about a changed time or place by email"))
 
     def validate_ends_at(self, field: Field) -> None:
@@ -256,6 +268,7 @@ class EventForm(FlaskForm):
             },
             "reminder_days_before": self.reminder_days_before.data,
             "dial_in_hours_before": self.dial_in_hours_before.data,
+            "retention_days": self.retention_days.data,  # None: the default
         }
 
     def fill_from(self, event: Event) -> None:
@@ -282,6 +295,7 @@ class EventForm(FlaskForm):
             "dial_in_instructions",
             "reminder_days_before",
             "dial_in_hours_before",
+            "retention_days",
         ):
             self[name].data = getattr(event, name)
         self.format.data, self.status.data = str(event.format), str(event.status)
@@ -403,3 +417,37 @@ class FileForm(FlaskForm):
     credit = StringField(
         _l("Credit line (title image)"), filters=[strip], validators=[Optional(), Length(max=200)]
     )
+
+
+class QuestionForm(FlaskForm):
+    """A custom question of the sign-up form (checked again by the import rules on saving)."""
+
+    label = StringField(
+        _l("Question"),
+        filters=[strip],
+        validators=[DataRequired(_l("Please enter the question.")), Length(max=300)],
+        description=_l('e.g. "Will you join the city walk after lunch?"'),
+    )
+    kind = RadioField(
+        _l("Kind of answer"),
+        choices=[
+            SelectChoice(QuestionKind.TEXT.value, _l("Free text")),
+            SelectChoice(QuestionKind.YES_NO.value, _l("Yes or no")),
+            SelectChoice(QuestionKind.SINGLE_CHOICE.value, _l("One of several options")),
+            SelectChoice(QuestionKind.MULTIPLE_CHOICE.value, _l("Any of several options")),
+        ],
+        default=QuestionKind.TEXT.value,
+        validators=[InputRequired(_l("Please choose the kind of answer."))],
+    )
+    options = TextAreaField(
+        _l("Options (one per line)"),
+        validators=[Optional(), Length(max=10_000)],
+        description=_l("Only for questions with options; at least two."),
+    )
+    required = BooleanField(_l("An answer is required"))
+    help_text = StringField(
+        _l("Hint below the question"), filters=[strip], validators=[Optional(), Length(max=500)]
+    )
+
+    def option_list(self) -> list[str]:
+        return [line.strip() for line in (self.options.data or "").splitlines() if line.strip()]

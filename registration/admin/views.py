@@ -46,7 +46,7 @@ from ..models import (
 )
 from ..services import accounts, audit, checkin, exports, files, messaging, outbox, signup
 from ..services import events as events_service
-from ..services.errors import InvalidInput, ServiceError
+from ..services.errors import InvalidInput, ServiceError, translated
 from ..services.seats import seat_status
 from ..timeutil import utcnow
 from ..tokens import new_salt
@@ -635,6 +635,7 @@ def _save_event(form: EventForm, event: Event | None) -> Event | None:
         for path, message in exc.fields:
             name = _RECORD_FIELDS.get(path, path)
             target = form._fields.get(name)
+            message = translated(message)
             if target is not None:
                 target.errors = [*target.errors, message]
             else:
@@ -653,7 +654,12 @@ def _save_event(form: EventForm, event: Event | None) -> Event | None:
         saved, created = events_service.upsert_event(data)
     except ServiceError as exc:
         db.session.rollback()
-        form.form_errors.append(str(exc))
+        path = getattr(exc, "field", None) or ""
+        target = form._fields.get(_RECORD_FIELDS.get(path, path))
+        if target is not None:
+            target.errors = [*target.errors, translated(exc.message)]
+        else:
+            form.form_errors.append(translated(exc.message))
         return None
     if created:
         saved.organisers.append(current_user._get_current_object())

@@ -1,6 +1,6 @@
 """Pages for participants."""
 
-from . import privacy as privacy  # registers its routes on the blueprint
+from . import privacy  # noqa: F401  (registers its views on bp)
 from .views import bp
 
 __all__ = ["bp"]

@@ -18,6 +18,7 @@ from flask import (
 )
 from flask_babel import get_locale
 from flask_babel import gettext as _
+from flask_login import current_user
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy import select
 
@@ -36,9 +37,15 @@ bp = Blueprint("public", __name__)
 THANKS_MAX_AGE = 3600
 
 
-def _visible_event_or_404(slug: str) -> Event:
+def _visible_event_or_404(slug: str, *, preview: bool = False) -> Event:
+    """A published or cancelled event; with ``preview``, also a draft for its organisers (the
+    back office's preview shows its title image and documents)."""
     event = db.session.scalars(select(Event).where(Event.slug == slug)).first()
-    if event is None or event.status == EventStatus.DRAFT:
+    if event is None:
+        abort(404)
+    if event.status == EventStatus.DRAFT and not (
+        preview and current_user.is_authenticated and current_user.can_manage(event)
+    ):
         abort(404)
     return event
 
@@ -216,7 +223,7 @@ def events_ics() -> Response:
 
 @bp.get("/events/<slug>/files/<int:file_id>/<filename>")
 def event_file(slug: str, file_id: int, filename: str) -> Response:
-    event = _visible_event_or_404(slug)
+    event = _visible_event_or_404(slug, preview=True)
     file = db.session.get(EventFile, file_id)
     if file is None or file.event_id != event.id or file.filename != filename:
         abort(404)

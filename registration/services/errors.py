@@ -2,7 +2,35 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from flask_babel import gettext
 from flask_babel import lazy_gettext as _l
+
+
+class Message(str):
+    """A message in English (what the CLI and API clients get) that a page can show translated.
+
+    ``Message("is longer than %(limit)s characters", limit=200)`` is the string
+    "is longer than 200 characters"; :meth:`translated` gives it in the current locale. The
+    msgids are extracted for the catalogues (``-k Message`` in the Makefile).
+    """
+
+    msgid: str
+    params: dict[str, Any]
+
+    def __new__(cls, msgid: str, **params: Any) -> Message:
+        message = super().__new__(cls, msgid % params if params else msgid)
+        message.msgid, message.params = msgid, params
+        return message
+
+    def translated(self) -> str:
+        return gettext(self.msgid, **self.params)
+
+
+def translated(message: object) -> str:
+    """``message`` in the current locale when it is a :class:`Message`, else as it is."""
+    return message.translated() if isinstance(message, Message) else str(message)
 
 
 class ServiceError(Exception):
@@ -59,3 +87,8 @@ class NotActive(ServiceError):
 
 class CapacityConflict(ServiceError):
     code = "capacity_conflict"
+
+    def __init__(self, message: str | None = None, *, field: str | None = None) -> None:
+        super().__init__(message)
+        #: The import-format path of the value that conflicts, e.g. ``capacity.on_site``.
+        self.field = field

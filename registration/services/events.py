@@ -29,8 +29,12 @@ from ..models import (
 )
 from ..timeutil import is_valid_timezone, utcnow
 from . import files, outbox
-from .errors import CapacityConflict
+from .errors import CapacityConflict, Message
 from .signup import confirmed_count, lock_event, promote_all, waitlisted_count
+
+#: Participants' personal data is anonymised this many days after the event by default (GDPR).
+DEFAULT_RETENTION_DAYS = 90
+MAX_RETENTION_DAYS = 3650
 
 SLUG_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 
@@ -38,7 +42,7 @@ _TOP_LEVEL_KEYS = {
     "slug", "title", "subtitle", "description", "format", "language", "starts_at", "ends_at",
     "timezone", "venue", "contact", "capacity", "waitlist", "registration_opens_at",
     "registration_closes_at", "status", "dial_in", "reminder_days_before", "dial_in_hours_before",
-    "questions", "title_image", "attachments",
+    "questions", "title_image", "attachments", "retention_days",
 }  # fmt: skip
 DIAL_IN_FIELDS = (
     "dial_in_url", "dial_in_meeting_id", "dial_in_passcode", "dial_in_phone",
@@ -104,25 +108,32 @@ class _Checker:
         value = source.get(key)
         if value is None:
             if required:
-                self.error(path, "is required")
+                self.error(path, Message("is required"))
             return ""
         if not isinstance(value, str):
-            self.error(path, "must be a string")
+            self.error(path, Message("must be a string"))
             return ""
         value = value.strip()
         if required and not value:
-            self.error(path, "must not be empty")
+            self.error(path, Message("must not be empty"))
         if len(value) > max_length:
-            self.error(path, f"is longer than {max_length} characters")
+            self.error(path, Message("is longer than %(limit)s characters", limit=max_length))
         if "\x00" in value:
-            self.error(path, "contains a NUL character")
+            self.error(path, Message("contains a NUL character"))
         return value
 
     def choice(self, key: str, choices: type, default: str | None = None) -> Any:
         value = self.record.get(key, default)
         allowed = [c.value for c in choices]
         if value not in allowed:
-            self.error(key, f"must be one of {', '.join(allowed)} (got {value!r})")
+            self.error(
+                key,
+                Message(
+                    "must be one of %(choices)s (got %(value)s)",
+                    choices=", ".join(allowed),
+                    value=repr(value),
+                ),
+            )
             return None
         return choices(value)
 
@@ -130,18 +141,24 @@ class _Checker:
         value = self.record.get(key)
         if value is None:
             if required:
-                self.error(key, "is required")
+                self.error(key, Message("is required"))
             return None
         if not isinstance(value, str):
-            self.error(key, "must be an ISO 8601 date-time string")
+            self.error(key, Message("must be an ISO 8601 date-time string"))
             return None
         try:
             parsed = datetime.fromisoformat(value)
         except ValueError:
-            self.error(key, f"is not an ISO 8601 date-time: {value!r}")
+            self.error(key, Message("is not an ISO 8601 date-time: %(value)s", value=repr(value)))
             return None
         if parsed.tzinfo is None:
-            self.error(key, f"needs a UTC offset, e.g. 2026-12-09T11:00:00+01:00 (got {value!r})")
+            self.error(
+                key,
+                Message(
+                    "needs a UTC offset, e.g. 2026-12-09T11:00:00+01:00 (got %(value)s)",
+                    value=repr(value),
+                ),
+            )
             return None
         return parsed
 
@@ -150,7 +167,10 @@ class _Checker:
         if value is None:
             return None
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            self.error(path, f"must be a whole number of 0 or more (got {value!r})")
+            self.error(
+                path,
+                Message("must be a whole number of 0 or more (got %(value)s)", value=repr(value)),
+            )
             return None
         return value
 
@@ -159,10 +179,10 @@ class _Checker:
         if value is None:
             return {}
         if not isinstance(value, Mapping):
-            self.error(key, "must be an object")
+            self.error(key, Message("must be an object"))
             return {}
         for unknown in sorted(set(value) - allowed):
-            self.error(f"{key}.{unknown}", "is not a known field")
+            self.error(f"{key}.{unknown}", Message("is not a known field"))
         return value
 
 
@@ -176,45 +196,50 @@ def _parse_questions(check: _Checker) -> list[dict[str, Any]] | None:
     if raw is None:
         return None
     if not isinstance(raw, list):
-        check.error("questions", "must be a list")
+        check.error("questions", Message("must be a list"))
         return None
     questions: list[dict[str, Any]] = []
     seen: set[str] = set()
     for index, item in enumerate(raw):
         path = f"questions[{index}]"
         if not isinstance(item, Mapping):
-            check.error(path, "must be an object")
+            check.error(path, Message("must be an object"))
             continue
         for unknown in sorted(set(item) - _QUESTION_KEYS):
-            check.error(f"{path}.{unknown}", "is not a known field")
+            check.error(f"{path}.{unknown}", Message("is not a known field"))
         key = check.text(item, "key", f"{path}.key", required=True, max_length=40)
         if key and not QUESTION_KEY_RE.match(key):
-            check.error(f"{path}.key", "may contain only a-z, 0-9 and _ (e.g. lunch)")
+            check.error(f"{path}.key", Message("may contain only a-z, 0-9 and _ (e.g. lunch)"))
         if key in seen:
-            check.error(f"{path}.key", f"{key!r} appears more than once")
+            check.error(f"{path}.key", Message("%(key)s appears more than once", key=repr(key)))
         seen.add(key)
         kind = item.get("kind")
         if kind not in [k.value for k in QuestionKind]:
             check.error(
-                f"{path}.kind", f"must be one of {', '.join(k.value for k in QuestionKind)}"
+                f"{path}.kind",
+                Message(
+                    "must be one of %(choices)s", choices=", ".join(k.value for k in QuestionKind)
+                ),
             )
         options = item.get("options") or []
         if not isinstance(options, list) or not all(
             isinstance(o, str) and o.strip() and len(o) <= 200 for o in options
         ):
-            check.error(f"{path}.options", "must be a list of texts (at most 200 characters)")
+            check.error(
+                f"{path}.options", Message("must be a list of texts (at most 200 characters)")
+            )
             options = []
         options = [o.strip() for o in options]
         if len(set(options)) != len(options):
-            check.error(f"{path}.options", "must not repeat an option")
+            check.error(f"{path}.options", Message("must not repeat an option"))
         is_choice = kind in (QuestionKind.SINGLE_CHOICE, QuestionKind.MULTIPLE_CHOICE)
         if is_choice and len(options) < 2:
-            check.error(f"{path}.options", "a choice needs at least two options")
+            check.error(f"{path}.options", Message("a choice needs at least two options"))
         if not is_choice and options:
-            check.error(f"{path}.options", "only choice questions have options")
+            check.error(f"{path}.options", Message("only choice questions have options"))
         required = item.get("required", False)
         if not isinstance(required, bool):
-            check.error(f"{path}.required", "must be true or false")
+            check.error(f"{path}.required", Message("must be true or false"))
         questions.append(
             {
                 "key": key,
@@ -227,6 +252,33 @@ def _parse_questions(check: _Checker) -> list[dict[str, Any]] | None:
             }
         )
     return questions
+
+
+def parse_questions(items: Any) -> list[dict[str, Any]]:
+    """Validate a list of questions in the import format (the back office's question editor
+    builds the whole list); raises :class:`EventDataError` with ``questions[i].field`` paths."""
+    check = _Checker("questions", {"questions": items})
+    questions = _parse_questions(check) or []
+    if check.messages:
+        raise EventDataError(check.messages, check.fields)
+    return questions
+
+
+def question_record(question: Question) -> dict[str, Any]:
+    """A stored question in the import format (for :func:`parse_questions`)."""
+    return {
+        "key": question.key,
+        "label": question.label,
+        "kind": str(question.kind),
+        "required": question.required,
+        "options": list(question.options or []),
+        "help": question.help_text,
+    }
+
+
+def apply_questions(event: Event, questions: list[dict[str, Any]]) -> None:
+    """Make ``questions`` (validated by :func:`parse_questions`) the event's questions."""
+    _apply_questions(event, questions)
 
 
 def _read_file(check: _Checker, path: str, name: Any, base_dir: Path | None) -> bytes | None:
@@ -255,15 +307,15 @@ def _parse_files(check: _Checker, base_dir: Path | None) -> list[FileData] | Non
         if data is not None:
             result.append(FileData(FileKind.TITLE_IMAGE, data, str(image["file"])))
     if attachments is not None and not isinstance(attachments, list):
-        check.error("attachments", "must be a list")
+        check.error("attachments", Message("must be a list"))
         attachments = []
     for index, item in enumerate(attachments or []):
         path = f"attachments[{index}]"
         if not isinstance(item, Mapping):
-            check.error(path, "must be an object")
+            check.error(path, Message("must be an object"))
             continue
         for unknown in sorted(set(item) - _ATTACHMENT_KEYS):
-            check.error(f"{path}.{unknown}", "is not a known field")
+            check.error(f"{path}.{unknown}", Message("is not a known field"))
         title = check.text(item, "title", f"{path}.title", required=True)
         data = _read_file(check, f"{path}.file", item.get("file"), base_dir)
         if data is not None:
@@ -290,11 +342,13 @@ def parse_event(record: Any, label: str, base_dir: Path | None = None) -> EventD
         raise EventDataError([f"{label}: must be an object"])
     check = _Checker(label, record)
     for unknown in sorted(set(record) - _TOP_LEVEL_KEYS):
-        check.error(unknown, "is not a known field")
+        check.error(unknown, Message("is not a known field"))
 
     slug = check.text(record, "slug", "slug", required=True, max_length=80)
     if slug and not SLUG_RE.match(slug):
-        check.error("slug", "may contain only a-z, 0-9 and single hyphens (e.g. werkstatt-21)")
+        check.error(
+            "slug", Message("may contain only a-z, 0-9 and single hyphens (e.g. werkstatt-21)")
+        )
     attrs: dict[str, Any] = {
         "title": check.text(record, "title", "title", required=True),
         "subtitle": check.text(record, "subtitle", "subtitle"),
@@ -304,22 +358,24 @@ def parse_event(record: Any, label: str, base_dir: Path | None = None) -> EventD
         "language": check.text(record, "language", "language", max_length=5) or "de",
     }
     if attrs["language"] not in ("de", "en"):
-        check.error("language", "must be de or en")
+        check.error("language", Message("must be de or en"))
 
     starts_at = check.moment("starts_at", required=True)
     ends_at = check.moment("ends_at", required=True)
     if starts_at and ends_at and ends_at <= starts_at:
-        check.error("ends_at", "must be after starts_at")
+        check.error("ends_at", Message("must be after starts_at"))
     attrs["starts_at"], attrs["ends_at"] = starts_at, ends_at
     timezone = check.text(record, "timezone", "timezone", max_length=64) or default_timezone()
     if not is_valid_timezone(timezone):
-        check.error("timezone", f"is not a known IANA time zone: {timezone!r}")
+        check.error(
+            "timezone", Message("is not a known IANA time zone: %(value)s", value=repr(timezone))
+        )
     attrs["timezone"] = timezone
 
     opens = check.moment("registration_opens_at", required=False)
     closes = check.moment("registration_closes_at", required=False)
     if opens and closes and closes <= opens:
-        check.error("registration_closes_at", "must be after registration_opens_at")
+        check.error("registration_closes_at", Message("must be after registration_opens_at"))
     attrs["registration_opens_at"], attrs["registration_closes_at"] = opens, closes
 
     venue = check.section("venue", _VENUE_KEYS)
@@ -333,7 +389,10 @@ def parse_event(record: Any, label: str, base_dir: Path | None = None) -> EventD
         try:
             validate_email(attrs["contact_email"], check_deliverability=False)
         except EmailNotValidError as exc:
-            check.error("contact.email", f"is not a valid email address ({exc})")
+            check.error(
+                "contact.email",
+                Message("is not a valid email address (%(reason)s)", reason=str(exc)),
+            )
     attrs["contact_phone"] = check.text(contact, "phone", "contact.phone", max_length=50)
 
     capacity = check.section("capacity", _CAPACITY_KEYS)
@@ -342,13 +401,13 @@ def parse_event(record: Any, label: str, base_dir: Path | None = None) -> EventD
 
     waitlist = record.get("waitlist", True)
     if not isinstance(waitlist, bool):
-        check.error("waitlist", "must be true or false")
+        check.error("waitlist", Message("must be true or false"))
     attrs["waitlist_enabled"] = waitlist is True
 
     dial_in = check.section("dial_in", _DIAL_IN_KEYS)
     attrs["dial_in_url"] = check.text(dial_in, "url", "dial_in.url", max_length=500)
     if attrs["dial_in_url"] and not attrs["dial_in_url"].startswith(("https://", "http://")):
-        check.error("dial_in.url", "must start with https:// or http://")
+        check.error("dial_in.url", Message("must start with https:// or http://"))
     attrs["dial_in_meeting_id"] = check.text(
         dial_in, "meeting_id", "dial_in.meeting_id", max_length=100
     )
@@ -367,6 +426,12 @@ def parse_event(record: Any, label: str, base_dir: Path | None = None) -> EventD
         attrs["reminder_days_before"] = 2
     if attrs["dial_in_hours_before"] is None:
         attrs["dial_in_hours_before"] = 24
+    retention = check.count(record, "retention_days", "retention_days", DEFAULT_RETENTION_DAYS)
+    if retention is not None and retention > MAX_RETENTION_DAYS:
+        check.error(
+            "retention_days", Message("must be at most %(limit)s", limit=MAX_RETENTION_DAYS)
+        )
+    attrs["retention_days"] = DEFAULT_RETENTION_DAYS if retention is None else retention
 
     image = record.get("title_image")
     image = image if isinstance(image, Mapping) else {}
@@ -430,14 +495,25 @@ def upsert_event(data: EventData) -> tuple[Event, bool]:
         confirmed = confirmed_count(event, mode)
         if not keeps_mode and (confirmed or waitlisted_count(event, mode)):
             raise CapacityConflict(
-                f"{data.slug}: cannot drop {mode.value} attendance, "
-                "participants are registered for it"
+                Message(
+                    "%(slug)s: cannot drop %(mode)s attendance, participants are registered for it",
+                    slug=data.slug,
+                    mode=mode.value,
+                ),
+                field="format",
             )
         capacity = attrs["capacity_on_site" if mode == Attendance.ON_SITE else "capacity_online"]
         if keeps_mode and capacity is not None and capacity < confirmed:
             raise CapacityConflict(
-                f"{data.slug}: capacity.{mode.value} {capacity} is below the {confirmed} "
-                "participants already confirmed"
+                Message(
+                    "%(slug)s: capacity.%(mode)s %(capacity)s is below the %(confirmed)s "
+                    "participants already confirmed",
+                    slug=data.slug,
+                    mode=mode.value,
+                    capacity=capacity,
+                    confirmed=confirmed,
+                ),
+                field=f"capacity.{mode.value}",
             )
     dial_in_changed = event.has_dial_in and any(
         getattr(event, key) != attrs[key] for key in DIAL_IN_FIELDS

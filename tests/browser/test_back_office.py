@@ -144,3 +144,62 @@ def test_back_office_pages_are_accessible_on_a_phone(
     page.get_by_role("button", name="Vorschau").click()
     assert page.get_by_role("alert").is_visible()
     assert_accessible(page, "admin-message-errors")
+
+
+def test_questions_editor_and_preview_of_a_draft(
+    live_server: LiveServer,
+    organiser: str,
+    new_page: Callable[..., Page],
+    assert_accessible: Callable[..., None],
+    screenshot: Callable[[Page, str], Path],
+) -> None:
+    from registration.models import EventStatus
+
+    event = live_server.make_event(slug="entwurf", title="Werkstatt im Entwurf",
+                                   status=EventStatus.DRAFT)  # fmt: skip
+    with live_server.app_context():
+        from registration.models import Event
+
+        stored = db.session.get(Event, event.id)
+        stored.organisers.append(accounts.find(organiser))
+        db.session.commit()
+    page = new_page(phone=True)
+    log_in(page, organiser)
+    page.goto("/admin/events/entwurf/edit")
+    page.get_by_role("link", name="Fragen im Anmeldeformular").click()
+    assert_accessible(page, "questions-empty")
+
+    page.get_by_role("button", name="Frage hinzufügen").click()  # nothing filled in
+    assert page.get_by_role("alert").is_visible()
+    assert_accessible(page, "questions-errors")
+    page.get_by_role("textbox", name="Frage (Pflichtfeld)").fill("Mittagessen")
+    page.get_by_label("Eine von mehreren Möglichkeiten").check()
+    page.get_by_role("textbox", name="Auswahlmöglichkeiten (eine pro Zeile)").fill(
+        "vegetarisch\nvegan"
+    )
+    page.get_by_label("Eine Antwort ist Pflicht").check()
+    page.get_by_role("button", name="Frage hinzufügen").click()
+    assert page.get_by_text("Die Frage wurde hinzugefügt.").is_visible()
+    page.get_by_role("textbox", name="Frage (Pflichtfeld)").fill("Teilnahme am Stadtrundgang?")
+    page.get_by_label("Ja oder nein").check()
+    page.get_by_role("button", name="Frage hinzufügen").click()
+    page.get_by_role("button", name="Nach oben Teilnahme am Stadtrundgang?").click()
+    items = page.locator(".question-list > li strong").all_inner_texts()
+    assert items == ["Teilnahme am Stadtrundgang?", "Mittagessen"]
+    assert_accessible(page, "questions")
+    screenshot(page, "admin-questions-de-phone")
+
+    page.get_by_role("link", name="Bearbeiten Mittagessen").click()
+    assert_accessible(page, "question-edit")
+    page.go_back()
+    page.get_by_role("link", name="Löschen Teilnahme am Stadtrundgang?").click()
+    assert_accessible(page, "question-delete")
+    page.get_by_role("button", name="Frage löschen").click()
+    assert page.get_by_text("Die Frage wurde gelöscht.").is_visible()
+
+    page.get_by_role("link", name="Vorschau").click()
+    assert page.get_by_text("Dieser Entwurf ist noch nicht öffentlich.").is_visible()
+    assert page.get_by_role("group", name="Mittagessen").is_visible()
+    assert page.get_by_role("button", name="Anmelden").is_disabled()
+    assert_accessible(page, "preview")
+    screenshot(page, "admin-preview-de-phone")
