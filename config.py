@@ -60,6 +60,10 @@ class Config:
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
 
+    #: How often the mail worker anonymises the participants of events past their retention
+    #: period (GDPR); 0 turns it off (then run ``flask privacy anonymise`` from cron).
+    ANONYMISE_INTERVAL_SECONDS = 3600
+
     @classmethod
     def from_env(
         cls, environ: dict[str, str] | None = None, instance_path: str = "instance"
@@ -86,6 +90,9 @@ class Config:
             MAIL_TIMEOUT=_int(env.get("MAIL_TIMEOUT"), 30),
             UPLOAD_DIR=env.get("UPLOAD_DIR") or str(instance / "uploads"),
             EMBED_ALLOWED_ORIGINS=env.get("EMBED_ALLOWED_ORIGINS") or "",
+        )
+        settings["ANONYMISE_INTERVAL_SECONDS"] = _int(
+            env.get("ANONYMISE_INTERVAL_SECONDS"), cls.ANONYMISE_INTERVAL_SECONDS
         )
         return settings
 

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from . import worker
 from .extensions import db
 from .models import Event, Organiser
-from .services import accounts, audit, demo
+from .services import accounts, audit, demo, privacy
 from .services.errors import InvalidInput, ServiceError
 from .services.events import EventDataError, parse_event_file, upsert_event
 from .timeutil import utcnow
@@ -136,8 +136,54 @@ def mail_send_due() -> None:
         click.echo("mail server problem: " + result.errors[0], err=True)
 
 
+privacy_cli = AppGroup("privacy", help="GDPR: anonymise participants' personal data.")
+
+
+@privacy_cli.command("anonymise")
+@click.option(
+    "--event", "slug", default=None,
+    help="Anonymise this event's participants NOW, whatever its retention date.",
+)  # fmt: skip
+@click.option("--dry-run", is_flag=True, help="Only report what would be anonymised.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation (with --event).")
+def privacy_anonymise(slug: str | None, dry_run: bool, yes: bool) -> None:
+    """Anonymise the participants of events whose retention period is over (what the mail worker
+    does every hour; run it from cron if you use `mail send-due` instead of the worker).
+
+    Names, organisation, email address, free-text answers and personal links are removed; counts,
+    status, attendance and choice answers stay. With --event the given event is anonymised now,
+    regardless of its retention date (after a confirmation unless --yes).
+    """
+    if slug is None:
+        result = privacy.anonymise_due_events(utcnow(), dry_run=dry_run)
+        verb = "would anonymise" if dry_run else "anonymised"
+        click.echo(
+            f"{verb} {result.registrations} registrations of {len(result.events)} event(s)"
+            + (f": {', '.join(result.events)}" if result.events else "")
+        )
+        return
+    event = db.session.scalars(select(Event).where(Event.slug == slug)).first()
+    if event is None:
+        raise click.ClickException(f"no event {slug!r}")
+    pending = privacy.count_pending(event)
+    if dry_run:
+        click.echo(f"would anonymise {pending} registrations of 1 event(s): {event.slug}")
+        return
+    if not yes:
+        warning = (
+            f"Anonymise the {pending} registrations of {event.slug!r} now"
+            f" (retention date {privacy.retention_ends(event):%Y-%m-%d})?"
+        )
+        if event.ends_at > utcnow():
+            warning += " The event has not ended: its participants lose their links and mails."
+        click.confirm(warning + " This cannot be undone.", abort=True)
+    done = privacy.anonymise_event(event, wait=True)
+    click.echo(f"anonymised {done or 0} registrations of 1 event(s): {slug}")
+
+
 def init_app(app: Flask) -> None:
     app.cli.add_command(mail_cli)
     app.cli.add_command(events_cli)
     app.cli.add_command(users_cli)
     app.cli.add_command(demo_command)
+    app.cli.add_command(privacy_cli)

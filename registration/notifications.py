@@ -96,6 +96,8 @@ def still_applies(row: OutboxMessage, registration: Registration) -> bool:
     """Whether the mail still makes sense now (it is rendered at send time, DESIGN.md)."""
     kind = KINDS[row.kind]
     event = registration.event
+    if registration.anonymised_at is not None:
+        return False  # GDPR: the address is gone (rows queued later than the anonymisation)
     if registration.status == RegistrationStatus.CANCELLED and not kind.to_cancelled:
         return False
     if kind.confirmed_only and (

@@ -1,4 +1,5 @@
-"""The mail worker: every few seconds, schedule what is due and send the outbox.
+"""The mail worker: every few seconds, schedule what is due and send the outbox; every hour
+(``ANONYMISE_INTERVAL_SECONDS``) anonymise the participants of events past their retention period.
 
 ``flask --app registration mail worker`` runs it until SIGTERM or Ctrl-C, which finish the
 message in hand and then stop. Several workers may run at once on PostgreSQL; on SQLite one is
@@ -11,10 +12,14 @@ import logging
 import signal
 import threading
 import uuid
+from datetime import datetime, timedelta
 from types import FrameType
 
+from flask import current_app
+
 from .extensions import db
-from .services import delivery, scheduling
+from .services import delivery, privacy, scheduling
+from .timeutil import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -27,13 +32,37 @@ def run_once(*, should_stop: threading.Event | None = None) -> delivery.PassResu
     return delivery.send_due(should_stop=stop.is_set)
 
 
+class Anonymiser:
+    """Runs the GDPR retention (``privacy.anonymise_due_events``) at most every ``every`` seconds
+    of the application's clock; ``every <= 0`` never runs it."""
+
+    def __init__(self, every: float) -> None:
+        self.every = every
+        self.next_at: datetime | None = None
+
+    def run_if_due(self) -> privacy.AnonymiseResult | None:
+        now = utcnow()
+        if self.every <= 0 or (self.next_at is not None and now < self.next_at):
+            return None
+        self.next_at = now + timedelta(seconds=self.every)  # a failure waits for the next turn
+        result = privacy.anonymise_due_events(now)
+        if result.events:
+            log.info(
+                "anonymised %d registrations of %d events past their retention period",
+                result.registrations, len(result.events),
+            )  # fmt: skip
+        return result
+
+
 def run_forever(interval: float = 5.0, stop: threading.Event | None = None) -> None:
     """Run passes until ``stop`` is set (by SIGTERM/SIGINT when run from the CLI)."""
     stop = stop or threading.Event()
     name = uuid.uuid4().hex[:8]
+    anonymiser = Anonymiser(current_app.config.get("ANONYMISE_INTERVAL_SECONDS", 3600))
     log.info("mail worker %s started (every %.0f s)", name, interval)
     while not stop.is_set():
         try:
+            anonymiser.run_if_due()
             result = run_once(should_stop=stop)
             if result.handled:
                 log.info(

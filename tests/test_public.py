@@ -587,8 +587,8 @@ def test_500_page_without_stack_trace(database_url, tmp_path, monkeypatch):
 
 def test_privacy_notice_is_linked_from_the_form(client, app):
     make_event()
-    assert 'href="/privacy"' in text_of(client.get("/events/werkstatt"))
-    assert client.get("/privacy").status_code == 200
+    assert 'href="/datenschutz"' in text_of(client.get("/events/werkstatt"))
+    assert client.get("/datenschutz").status_code == 200
 
 
 def test_nothing_half_written_when_the_service_refuses(client, app):

@@ -241,11 +241,6 @@ def event_file(slug: str, file_id: int, filename: str) -> Response:
     return response
 
 
-@bp.get("/privacy")
-def privacy() -> Any:
-    return render_template("public/privacy.html")
-
-
 # --- The participant's own registration ---------------------------------------------------------
 
 

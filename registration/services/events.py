@@ -583,7 +583,9 @@ def notify_participants(event: Event, kind: str, payload: dict[str, Any] | None 
     stamp = int(event.updated_at.timestamp())
     active = db.session.scalars(
         select(Registration).where(
-            Registration.event_id == event.id, Registration.status.in_(ACTIVE_STATUSES)
+            Registration.event_id == event.id,
+            Registration.status.in_(ACTIVE_STATUSES),
+            Registration.anonymised_at.is_(None),  # GDPR: no address left to write to
         )
     ).all()
     for registration in active:

@@ -222,7 +222,9 @@ def _rows(
         Registration.confirmed_at,
         Registration.checked_in_at,
         Registration.joined_at,
+        Registration.anonymised_at,
     )
+    anonymised = str(_l("Anonymised"))
     number = 0
     for chunk in _chunks(order, CHUNK_SIZE):
         ids = [registration_id for registration_id, _position in chunk]
@@ -243,7 +245,8 @@ def _rows(
             values = given.get(registration_id, {})
             yield ParticipantRow(
                 number=number,
-                last_name=row.last_name,
+                # GDPR: the row stays for the counts, the name is gone.
+                last_name=row.last_name or (anonymised if row.anonymised_at else ""),
                 first_name=row.first_name,
                 email=row.email,
                 organisation=row.organisation,

@@ -13,7 +13,9 @@ from . import audit, outbox
 
 def recipients(event: Event, *, status: str | None, attendance: str | None) -> list[Registration]:
     """Active participants (or those of ``status``), of ``attendance`` if given."""
-    stmt = select(Registration).where(Registration.event_id == event.id)
+    stmt = select(Registration).where(
+        Registration.event_id == event.id, Registration.anonymised_at.is_(None)
+    )
     stmt = stmt.where(
         Registration.status == status if status else Registration.status.in_(ACTIVE_STATUSES)
     )
