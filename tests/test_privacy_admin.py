@@ -303,3 +303,17 @@ def test_the_notice_is_linked_from_the_footer_and_the_consent(client, full_event
     assert 'href="/datenschutz"' in footer
     alias = client.get("/privacy")
     assert alias.status_code == 301 and alias.headers["Location"].endswith("/datenschutz")
+
+
+def test_an_erased_person_cannot_be_edited(client, full_event):
+    login(client, "admin@example.org")
+    client.post(url(full_event, "erase"), data={"confirm": "y"})
+    edit = f"/admin/events/werkstatt/participants/{full_event['first']}/edit"
+    for response in (client.get(edit, headers=DE),
+                     client.post(edit, data={"email": "neu@example.org", "first_name": "Neu",
+                                             "last_name": "Person"}, headers=DE)):  # fmt: skip
+        assert response.status_code == 302
+        assert response.headers["Location"].endswith(f"/participants/{full_event['first']}")
+    db.session.expire_all()
+    erased = db.session.get(Registration, full_event["first"])
+    assert (erased.email, erased.first_name) == ("", "")

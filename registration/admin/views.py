@@ -548,6 +548,9 @@ def participant_new(slug: str) -> Any:
 def participant_edit(slug: str, registration_id: int) -> Any:
     event = _event_or_404(slug)
     registration = _registration_or_404(event, registration_id)
+    if registration.anonymised_at is not None:  # nothing left to edit, and nothing to re-add
+        flash(_("This person's data has been removed; it cannot be edited."), "error")
+        return redirect(url_for("admin.participant", slug=slug, registration_id=registration_id))
     form = ParticipantForm(obj=registration if request.method == "GET" else None)
     form.consent.validators = []  # given at sign-up
     if form.validate_on_submit():

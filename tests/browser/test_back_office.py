@@ -113,10 +113,16 @@ def test_back_office_pages_are_accessible_on_a_phone(
     event = live_server.make_event(slug="werkstatt", title="Werkstatt")
     with live_server.app_context():
         from registration.models import Event
+        from registration.services import signup
 
         stored = db.session.get(Event, event.id)
         stored.organisers.append(accounts.find(organiser))
         db.session.commit()
+        person = signup.register(stored, signup.SignupData(
+            email="weiss@example.org", first_name="Jürgen", last_name="Weiß", privacy_consent=True,
+        )).registration  # fmt: skip
+        db.session.commit()
+        participant = f"/admin/events/werkstatt/participants/{person.id}"
     page = new_page(phone=True)
     page.goto("/admin/login")
     assert_accessible(page, "login")
@@ -135,6 +141,10 @@ def test_back_office_pages_are_accessible_on_a_phone(
         ("admin-audit", "/admin/events/werkstatt/audit"),
         ("admin-accounts", "/admin/accounts"),
         ("admin-forgot-password", "/admin/password/forgot"),
+        ("admin-participant", participant),
+        ("admin-erase", f"{participant}/erase"),
+        ("admin-settings", "/admin/settings"),
+        ("privacy-notice", "/datenschutz"),
     ]:
         page.goto(path)
         assert_accessible(page, name)
