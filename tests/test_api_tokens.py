@@ -25,7 +25,14 @@ from registration.services import api_tokens, signup
 from registration.services.errors import InvalidInput
 
 from .conftest import make_event
+from .openapi_check import watch_responses
 from .test_admin import login, make_organiser
+
+
+@pytest.fixture(autouse=True)
+def _responses_match_the_openapi_document(app):
+    """Every API response of these tests is checked against the OpenAPI document."""
+    yield from watch_responses(app)
 
 
 def register(event: Event, n: int, **overrides: object):
