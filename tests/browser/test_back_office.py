@@ -135,6 +135,7 @@ def test_back_office_pages_are_accessible_on_a_phone(
         ("admin-audit", "/admin/events/werkstatt/audit"),
         ("admin-accounts", "/admin/accounts"),
         ("admin-forgot-password", "/admin/password/forgot"),
+        ("admin-tokens", "/admin/tokens"),
     ]:
         page.goto(path)
         assert_accessible(page, name)
@@ -144,3 +145,9 @@ def test_back_office_pages_are_accessible_on_a_phone(
     page.get_by_role("button", name="Vorschau").click()
     assert page.get_by_role("alert").is_visible()
     assert_accessible(page, "admin-message-errors")
+    # A new API token, shown once in a field to copy from.
+    page.goto("/admin/tokens")
+    page.locator("#name").fill("Website-Import")
+    page.get_by_role("button", name="Token erstellen").click()
+    assert page.locator("#new-token").input_value().startswith("wsr_")
+    assert_accessible(page, "admin-tokens-created")
