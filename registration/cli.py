@@ -18,7 +18,7 @@ from sqlalchemy import select
 from . import worker
 from .extensions import db
 from .models import Event, Organiser
-from .services import accounts, audit, demo, privacy
+from .services import accounts, api_tokens, audit, demo, privacy
 from .services.errors import InvalidInput, ServiceError
 from .services.events import EventDataError, parse_event_file, upsert_event
 from .timeutil import utcnow
@@ -26,6 +26,7 @@ from .timeutil import utcnow
 events_cli = AppGroup("events", help="Create and update events.")
 mail_cli = AppGroup("mail", help="Send the outbox: reminders, dial-in details, confirmations.")
 users_cli = AppGroup("users", help="Manage back-office accounts.")
+tokens_cli = AppGroup("tokens", help="Manage API tokens (they act with their organiser's rights).")
 
 
 def import_document(document: Any, base_dir: Path | None = None) -> list[tuple[str, bool]]:
@@ -181,9 +182,69 @@ def privacy_anonymise(slug: str | None, dry_run: bool, yes: bool) -> None:
     click.echo(f"anonymised {done or 0} registrations of 1 event(s): {slug}")
 
 
+@tokens_cli.command("create")
+@click.option("--email", required=True, help="The organiser the token acts for.")
+@click.option("--name", required=True, help="What the token is for.")
+@click.option(
+    "--expires-days", type=int, default=None, help="Valid for N days (default: until revoked)."
+)
+def tokens_create(email: str, name: str, expires_days: int | None) -> None:
+    """Create a token and print it (the only time it is shown)."""
+    organiser = accounts.find(email)
+    if organiser is None:
+        raise click.ClickException(f"no account {email!r} (create it with: users create)")
+    if not organiser.active:
+        raise click.ClickException(f"the account {organiser.email} is deactivated")
+    try:
+        token, secret = api_tokens.create(organiser, name, expires_days=expires_days)
+    except InvalidInput as exc:
+        db.session.rollback()
+        field, messages = next(iter(exc.errors.items()))
+        raise click.BadParameter(messages[0], param_hint=f"--{field.replace('_', '-')}") from exc
+    db.session.commit()
+    click.echo(f"created token {token.id} ({token.prefix}...) for {organiser.email}", err=True)
+    click.echo("it is shown only this once:", err=True)
+    click.echo(secret)
+
+
+@tokens_cli.command("list")
+@click.option("--email", default=None, help="Only this organiser's tokens.")
+def tokens_list(email: str | None) -> None:
+    """List tokens: id, prefix, status, organiser, name, last use."""
+    organiser = None
+    if email is not None:
+        organiser = accounts.find(email)
+        if organiser is None:
+            raise click.ClickException(f"no account {email!r}")
+    for token in api_tokens.list_tokens(organiser):
+        last_used = token.last_used_at.isoformat(timespec="minutes") if token.last_used_at else "-"
+        click.echo(
+            f"{token.id}\t{token.prefix}...\t{api_tokens.status(token)}\t"
+            f"{token.organiser.email}\t{token.name}\tlast used {last_used}"
+        )
+
+
+@tokens_cli.command("revoke")
+@click.argument("token")
+def tokens_revoke(token: str) -> None:
+    """Revoke the token with this id or prefix."""
+    matches = api_tokens.find(token)
+    if not matches:
+        raise click.ClickException(f"no token {token!r}")
+    if len(matches) > 1:
+        raise click.ClickException(f"{token!r} matches {len(matches)} tokens; give the id")
+    found = matches[0]
+    if api_tokens.revoke(found, actor=None):
+        db.session.commit()
+        click.echo(f"revoked token {found.id} ({found.prefix}...) of {found.organiser.email}")
+    else:
+        click.echo(f"token {found.id} ({found.prefix}...) was revoked already")
+
+
 def init_app(app: Flask) -> None:
     app.cli.add_command(mail_cli)
     app.cli.add_command(events_cli)
     app.cli.add_command(users_cli)
     app.cli.add_command(demo_command)
     app.cli.add_command(privacy_cli)
+    app.cli.add_command(tokens_cli)

@@ -141,8 +141,8 @@ def admin_routes(app) -> list[tuple[str, str]]:
     for rule in app.url_map.iter_rules():
         if not rule.endpoint.startswith("admin.") or rule.endpoint in PUBLIC_ADMIN_ENDPOINTS:
             continue
-        values = {"slug": "fremde", "registration_id": 1, "message_id": 1, "organiser_id": 2, "file_id": 1, "question_id": 1,
-                  "token": "1-AAAAAAAAAAAAAAAA"}  # fmt: skip
+        values = {"slug": "fremde", "registration_id": 1, "message_id": 1, "organiser_id": 2, "file_id": 1,
+                  "question_id": 1, "token": "1-AAAAAAAAAAAAAAAA", "token_id": 1}  # fmt: skip
         url = rule.build({k: v for k, v in values.items() if k in rule.arguments})[1]
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
             routes.append((method, url))

@@ -12,8 +12,15 @@ from registration.models import EventFormat, EventStatus, OutboxMessage, Registr
 from registration.timeutil import utcnow
 
 from .conftest import make_event
+from .openapi_check import watch_responses
 
 URL = "/api/v1/events/{slug}/registrations"
+
+
+@pytest.fixture(autouse=True)
+def _responses_match_the_openapi_document(app):
+    """Every API response of these tests is checked against the OpenAPI document."""
+    yield from watch_responses(app)
 
 
 def body(n: int = 1, **overrides: object) -> dict:

@@ -2,21 +2,38 @@
 
 from __future__ import annotations
 
+import functools
+import re
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, abort, current_app, jsonify, request, url_for
+from flask import Blueprint, Response, abort, current_app, g, jsonify, request, url_for
 from flask_babel import get_locale
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import selectinload
 from werkzeug.datastructures import MultiDict
 
 from ..extensions import db
 from ..forms import ApiSignupForm
-from ..models import Event, EventStatus, Registration
-from ..services import signup
+from ..models import (
+    Answer,
+    ApiToken,
+    Attendance,
+    Event,
+    EventStatus,
+    Organiser,
+    Registration,
+    RegistrationStatus,
+)
+from ..services import api_tokens, audit, signup
 from ..services.errors import InvalidInput, ServiceError
+from ..services.events import EventDataError, parse_event, upsert_event
 from ..services.seats import SeatStatus, seat_status
 from ..timeutil import utcnow
+from .records import event_record, registration_record
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -203,3 +220,254 @@ def cancel_registration(token: str) -> Any:
     signup.cancel(registration)
     db.session.commit()
     return jsonify({"status": "cancelled"})
+
+
+# --- The OpenAPI document ------------------------------------------------------------------------
+
+#: Hand-written and kept in the repository; tests check it against the routes and the responses.
+OPENAPI_PATH = Path(__file__).with_name("openapi.json")
+
+
+@functools.cache
+def openapi_document() -> str:
+    return OPENAPI_PATH.read_text(encoding="utf-8")
+
+
+@bp.get("/openapi.json")
+def openapi() -> Any:
+    return Response(openapi_document(), mimetype="application/json")
+
+
+# --- Organiser API: bearer tokens ----------------------------------------------------------------
+
+
+def _unauthorized(token_given: bool) -> Any:
+    challenge = 'Bearer realm="api"'
+    if token_given:
+        challenge += ', error="invalid_token"'
+        message = _l("The API token is unknown, revoked or expired.")
+    else:
+        message = _l("This request needs an API token: Authorization: Bearer <token>.")
+    response = jsonify({"error": "unauthorized", "message": str(message)})
+    response.status_code = 401
+    response.headers["WWW-Authenticate"] = challenge
+    return response
+
+
+def token_required(view: Callable[..., Any]) -> Callable[..., Any]:
+    """Let the request through with a usable ``Authorization: Bearer`` token; ``g.api_token``
+    and ``g.api_organiser`` are then set. Otherwise 401 with a ``WWW-Authenticate`` challenge."""
+
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        scheme, _, secret = request.headers.get("Authorization", "").strip().partition(" ")
+        secret = secret.strip()
+        if scheme.lower() != "bearer" or not secret:
+            return _unauthorized(token_given=False)
+        token = api_tokens.authenticate(secret)
+        if token is None:
+            return _unauthorized(token_given=True)
+        g.api_token = token
+        g.api_organiser = token.organiser
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def _actor() -> Organiser:
+    return g.api_organiser
+
+
+def _token_details(**details: Any) -> dict[str, Any]:
+    token: ApiToken = g.api_token
+    return {"via": "api", "token": token.prefix, **details}
+
+
+def _managed_event_or_404(slug: str) -> Event:
+    """The event if the token's organiser may manage it; any other event does not exist."""
+    event = db.session.scalars(select(Event).where(Event.slug == slug)).first()
+    if event is None or not _actor().can_manage(event):
+        abort(404)
+    return event
+
+
+_WHOLE_NUMBER = re.compile(r"^[0-9]{1,7}$")
+MAX_PER_PAGE = 200
+
+
+def _page_args() -> tuple[int, int, str | None, str | None]:
+    """``page``, ``per_page``, ``status``, ``attendance`` from the query; raise InvalidInput."""
+    errors: dict[str, list[str]] = {}
+
+    def number(name: str, default: int, largest: int) -> int:
+        raw = request.args.get(name)
+        if raw is None:
+            return default
+        if not _WHOLE_NUMBER.match(raw) or not 1 <= int(raw) <= largest:
+            errors[name] = [_l("Please give a whole number from 1 to %(num)d.", num=largest)]
+            return default
+        return int(raw)
+
+    def choice(name: str, allowed: list[str]) -> str | None:
+        raw = request.args.get(name)
+        if raw is not None and raw not in allowed:
+            errors[name] = [_l("Must be one of: %(choices)s.", choices=", ".join(allowed))]
+            return None
+        return raw
+
+    page = number("page", 1, 1_000_000)
+    per_page = number("per_page", 50, MAX_PER_PAGE)
+    status = choice("status", [s.value for s in RegistrationStatus])
+    attendance = choice("attendance", [a.value for a in Attendance])
+    if errors:
+        raise InvalidInput(errors)
+    return page, per_page, status, attendance
+
+
+def _waitlist_positions(event: Event) -> dict[int, int]:
+    """Position on the waiting list (per mode, 1-based) of everyone waiting, in one query."""
+    rows = db.session.execute(
+        select(Registration.id, Registration.attendance)
+        .where(
+            Registration.event_id == event.id,
+            Registration.status == RegistrationStatus.WAITLISTED,
+        )
+        .order_by(Registration.waitlist_order)
+    )
+    positions: dict[int, int] = {}
+    seen: dict[str, int] = {}
+    for registration_id, mode in rows:
+        seen[mode] = seen.get(mode, 0) + 1
+        positions[registration_id] = seen[mode]
+    return positions
+
+
+@bp.get("/events/<slug>/registrations")
+@token_required
+def list_registrations(slug: str) -> Any:
+    """An event's registrations (every status, drafts' too) with the answers; logged like an
+    export, since it hands out personal data (invariant 7)."""
+    event = _managed_event_or_404(slug)
+    try:
+        page_number, per_page, status, attendance = _page_args()
+    except InvalidInput as exc:
+        return _validation_error(exc.errors)
+    stmt = select(Registration).where(Registration.event_id == event.id)
+    if status is not None:
+        stmt = stmt.where(Registration.status == status)
+    if attendance is not None:
+        stmt = stmt.where(Registration.attendance == attendance)
+    stmt = stmt.options(selectinload(Registration.answers).selectinload(Answer.question)).order_by(
+        Registration.created_at, Registration.id
+    )
+    page = db.paginate(stmt, page=page_number, per_page=per_page, error_out=False)
+    positions = _waitlist_positions(event)
+    zone = event.zone
+    filters = {"status": status, "attendance": attendance, "page": page_number}
+    audit.record(_actor(), "export.api", event=event, details=_token_details(**filters))
+    db.session.commit()
+    return jsonify(
+        {
+            "event": event.slug,
+            "registrations": [
+                registration_record(r, zone, positions.get(r.id)) for r in page.items
+            ],
+            "page": page_number,
+            "per_page": per_page,
+            "total": page.total,
+            "pages": page.pages,
+        }
+    )
+
+
+def _event_data_error(exc: EventDataError) -> Any:
+    errors: dict[str, list[str]] = {}
+    for path, message in exc.fields:
+        errors.setdefault(path, []).append(message)
+    if not errors:
+        errors["body"] = [message.split(": ", 1)[-1] for message in exc.messages]
+    return _validation_error(errors)
+
+
+def _organiser_event_json(event: Event) -> dict[str, Any]:
+    return {**event_record(event), "seats": _seats_json(seat_status([event])[event.id])}
+
+
+def _json_object() -> tuple[dict[str, Any] | None, Any]:
+    """The request's JSON object, or ``(None, error response)``."""
+    body = request.get_json(force=True, silent=True)
+    if body is None:
+        return None, _error(400, "invalid_json", "The request body must be JSON.")
+    if not isinstance(body, dict):
+        return None, _validation_error({"body": [_l("The request body must be a JSON object.")]})
+    return body, None
+
+
+def _slug_taken() -> Any:
+    return _validation_error({"slug": [_l("This web address is taken already.")]})
+
+
+@bp.post("/events")
+@token_required
+def create_event() -> Any:
+    """Create an event from a record of the import format; its creator organises it."""
+    body, problem = _json_object()
+    if body is None:
+        return problem
+    try:
+        data = parse_event(body, "event")
+    except EventDataError as exc:
+        return _event_data_error(exc)
+    if db.session.scalars(select(Event.id).where(Event.slug == data.slug)).first() is not None:
+        return _slug_taken()
+    try:
+        event, _created = upsert_event(data)
+        event.organisers.append(_actor())
+        audit.record(_actor(), "event.create", event=event, details=_token_details())
+        db.session.commit()
+    except IntegrityError:  # the same slug, created at the same moment
+        db.session.rollback()
+        return _slug_taken()
+    location = url_for("api.update_event", slug=event.slug)
+    return jsonify(_organiser_event_json(event)), 201, {"Location": location}
+
+
+#: Parts of an event record that a PATCH merges key by key instead of replacing.
+_SECTIONS = ("venue", "contact", "capacity", "dial_in")
+
+
+@bp.patch("/events/<slug>")
+@token_required
+def update_event(slug: str) -> Any:
+    """Change some fields of an event, with the rules of the import and the back office:
+    a raised capacity promotes waiting participants, a capacity below the confirmed count is
+    refused (409)."""
+    event = _managed_event_or_404(slug)
+    body, problem = _json_object()
+    if body is None:
+        return problem
+    if "slug" in body and body["slug"] != event.slug:
+        return _validation_error({"slug": [_l("The web address of an event cannot change.")]})
+    record = event_record(event)
+    if "questions" not in body:
+        del record["questions"]  # left as they are
+    for key, value in body.items():
+        if key in _SECTIONS and isinstance(value, dict):
+            record[key] = {**record[key], **value}
+        else:
+            record[key] = value
+    try:
+        data = parse_event(record, "event")
+    except EventDataError as exc:
+        return _event_data_error(exc)
+    if "title_image" not in body:  # the import format carries these with the image file
+        data.attributes["title_image_alt"] = event.title_image_alt
+        data.attributes["title_image_credit"] = event.title_image_credit
+    try:
+        event, _created = upsert_event(data)
+    except ServiceError as exc:
+        db.session.rollback()
+        return _error(409, exc.code, str(exc))
+    audit.record(_actor(), "event.update", event=event, details=_token_details(fields=sorted(body)))
+    db.session.commit()
+    return jsonify(_organiser_event_json(event))

@@ -56,6 +56,19 @@ _VENUE_KEYS = {"name", "address"}
 _CONTACT_KEYS = {"name", "email", "phone"}
 _CAPACITY_KEYS = {"on_site", "online"}
 _DIAL_IN_KEYS = {"url", "meeting_id", "passcode", "phone", "instructions"}
+#: The database's INTEGER; larger numbers would fail on insert instead of being explained.
+_MAX_INT = 2_147_483_647
+#: Dates outside these years are typing mistakes (and year 1 or 9999 overflow in time zones).
+_YEARS = (1900, 2999)
+
+
+def _is_encodable(value: str) -> bool:
+    """False for lone surrogates (JSON allows "\\ud800"; no database can store it)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class EventDataError(Exception):
@@ -120,6 +133,8 @@ class _Checker:
             self.error(path, Message("is longer than %(limit)s characters", limit=max_length))
         if "\x00" in value:
             self.error(path, Message("contains a NUL character"))
+        elif not _is_encodable(value):
+            self.error(path, Message("is not valid Unicode text"))
         return value
 
     def choice(self, key: str, choices: type, default: str | None = None) -> Any:
@@ -160,16 +175,33 @@ class _Checker:
                 ),
             )
             return None
+        if not _YEARS[0] <= parsed.year <= _YEARS[1]:
+            self.error(
+                key,
+                Message(
+                    "must be between the years %(first)s and %(last)s",
+                    first=_YEARS[0],
+                    last=_YEARS[1],
+                ),
+            )
+            return None
         return parsed
 
-    def count(self, source: Mapping[str, Any], key: str, path: str, default: int | None) -> Any:
+    def count(
+        self, source: Mapping[str, Any], key: str, path: str, default: int | None,
+        maximum: int = _MAX_INT,
+    ) -> Any:  # fmt: skip
         value = source.get(key, default)
         if value is None:
             return None
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= maximum:
             self.error(
                 path,
-                Message("must be a whole number of 0 or more (got %(value)s)", value=repr(value)),
+                Message(
+                    "must be a whole number from 0 to %(maximum)s (got %(value)s)",
+                    maximum=maximum,
+                    value=repr(value),
+                ),
             )
             return None
         return value
@@ -416,11 +448,12 @@ def parse_event(record: Any, label: str, base_dir: Path | None = None) -> EventD
     attrs["dial_in_instructions"] = check.text(
         dial_in, "instructions", "dial_in.instructions", max_length=5000
     )
+    # The limits of the back-office form (and far within what date arithmetic can do).
     attrs["reminder_days_before"] = check.count(
-        record, "reminder_days_before", "reminder_days_before", 2
+        record, "reminder_days_before", "reminder_days_before", 2, maximum=60
     )
     attrs["dial_in_hours_before"] = check.count(
-        record, "dial_in_hours_before", "dial_in_hours_before", 24
+        record, "dial_in_hours_before", "dial_in_hours_before", 24, maximum=720
     )
     if attrs["reminder_days_before"] is None:
         attrs["reminder_days_before"] = 2

@@ -145,6 +145,7 @@ def test_back_office_pages_are_accessible_on_a_phone(
         ("admin-erase", f"{participant}/erase"),
         ("admin-settings", "/admin/settings"),
         ("privacy-notice", "/datenschutz"),
+        ("admin-tokens", "/admin/tokens"),
     ]:
         page.goto(path)
         assert_accessible(page, name)
@@ -154,6 +155,12 @@ def test_back_office_pages_are_accessible_on_a_phone(
     page.get_by_role("button", name="Vorschau").click()
     assert page.get_by_role("alert").is_visible()
     assert_accessible(page, "admin-message-errors")
+    # A new API token, shown once in a field to copy from.
+    page.goto("/admin/tokens")
+    page.locator("#name").fill("Website-Import")
+    page.get_by_role("button", name="Token erstellen").click()
+    assert page.locator("#new-token").input_value().startswith("wsr_")
+    assert_accessible(page, "admin-tokens-created")
 
 
 def test_questions_editor_and_preview_of_a_draft(
