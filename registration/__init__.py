@@ -9,7 +9,7 @@ from flask import Flask
 
 from config import Config, config_from_name
 
-from . import admin, cli, database, errors, formatting, i18n, security
+from . import admin, cli, database, errors, formatting, i18n, ratelimit, security
 from .api import bp as api_bp
 from .extensions import csrf, mail
 from .public import bp as public_bp
@@ -52,4 +52,5 @@ def create_app(config_class: type[Config] | str | None = None, **overrides: obje
     app.register_blueprint(public_bp)
     app.register_blueprint(api_bp)
     app.register_blueprint(admin.bp)
+    ratelimit.init_app(app)  # last: it attaches the limits to the registered views
     return app
