@@ -4,14 +4,12 @@ There is no default limit: pages, health checks and static files are never throt
 are attached here, by endpoint name, after the blueprints are registered, so the views stay
 unaware of them:
 
-========================  =================================================  ====================
-setting                   applies to                                         counted per
-========================  =================================================  ====================
-RATELIMIT_SIGNUP_PER_IP   POST of the event page, the embed form, the API    client address
-RATELIMIT_SIGNUP_PER_EVENT  the same three                                   event (any address)
-RATELIMIT_LOGIN           POST of the login and the password-forgot forms    client address
-RATELIMIT_API             every request under /api/                          client address
-========================  =================================================  ====================
+- ``RATELIMIT_SIGNUP_PER_IP``: POSTs of the event page's form, the embed form and the API
+  sign-up, per client address;
+- ``RATELIMIT_SIGNUP_PER_EVENT``: the same three, per event, whoever sends them;
+- ``RATELIMIT_LOGIN``: POSTs of the login and the password-forgot forms, per client address
+  (each form counted on its own);
+- ``RATELIMIT_API``: every request under /api/, per client address.
 
 The sign-up limits are shared by the three ways to sign up, so a client throttled on the form
 cannot carry on through the API. The client address is ``request.remote_addr`` (behind a reverse
