@@ -64,6 +64,14 @@ class Config:
     #: period (GDPR); 0 turns it off (then run ``flask privacy anonymise`` from cron).
     ANONYMISE_INTERVAL_SECONDS = 3600
 
+    #: Rate limits (Flask-Limiter notation, ";" between several). Environment variables of the
+    #: same name override each; see registration/ratelimit.py for where they apply.
+    RATELIMIT_ENABLED = True
+    RATELIMIT_SIGNUP_PER_IP = "10/minute;50/hour"
+    RATELIMIT_SIGNUP_PER_EVENT = "600/minute"
+    RATELIMIT_LOGIN = "10/minute"
+    RATELIMIT_API = "120/minute"
+
     @classmethod
     def from_env(
         cls, environ: dict[str, str] | None = None, instance_path: str = "instance"
@@ -94,6 +102,21 @@ class Config:
         settings["ANONYMISE_INTERVAL_SECONDS"] = _int(
             env.get("ANONYMISE_INTERVAL_SECONDS"), cls.ANONYMISE_INTERVAL_SECONDS
         )
+        settings.update(cls._ratelimit_settings(env))
+        return settings
+
+    @classmethod
+    def _ratelimit_settings(cls, env: dict[str, str]) -> dict[str, Any]:
+        """Rate limits: counted in memory unless RATELIMIT_STORAGE_URI names a shared store
+        (``redis://host:6379/0``), which several app hosts need so they share one count."""
+        settings: dict[str, Any] = {
+            "RATELIMIT_ENABLED": _bool(env.get("RATELIMIT_ENABLED"), cls.RATELIMIT_ENABLED),
+            "RATELIMIT_STORAGE_URI": env.get("RATELIMIT_STORAGE_URI") or "memory://",
+            "RATELIMIT_KEY_PREFIX": env.get("RATELIMIT_KEY_PREFIX") or "registration",
+        }
+        for name in ("SIGNUP_PER_IP", "SIGNUP_PER_EVENT", "LOGIN", "API"):
+            key = f"RATELIMIT_{name}"
+            settings[key] = env.get(key) or getattr(cls, key)
         return settings
 
     @classmethod
@@ -116,6 +139,9 @@ class TestingConfig(Config):
     NAME = "testing"
     TESTING = True
     WTF_CSRF_ENABLED = False
+    #: Off so that tests signing up hundreds of times from 127.0.0.1 are not throttled;
+    #: tests/test_ratelimit.py turns it on.
+    RATELIMIT_ENABLED = False
 
     @classmethod
     def default_secret_key(cls) -> str | None:

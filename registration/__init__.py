@@ -9,7 +9,7 @@ from flask import Flask
 
 from config import Config, config_from_name
 
-from . import admin, cli, database, errors, formatting, i18n, security
+from . import admin, cli, database, errors, formatting, i18n, jsonprovider, ratelimit, security
 from .api import bp as api_bp
 from .extensions import csrf, mail
 from .public import bp as public_bp
@@ -38,6 +38,7 @@ def create_app(config_class: type[Config] | str | None = None, **overrides: obje
     app.config.update(overrides)
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
 
+    jsonprovider.init_app(app)
     database.init_app(app)
     mail.init_app(app)
     csrf.init_app(app)
@@ -52,4 +53,5 @@ def create_app(config_class: type[Config] | str | None = None, **overrides: obje
     app.register_blueprint(public_bp)
     app.register_blueprint(api_bp)
     app.register_blueprint(admin.bp)
+    ratelimit.init_app(app)  # last: it attaches the limits to the registered views
     return app

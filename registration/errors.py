@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask, jsonify, render_template, request
+from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
-from werkzeug.exceptions import HTTPException, InternalServerError
+from werkzeug.exceptions import HTTPException, InternalServerError, TooManyRequests
 
+from . import ratelimit
 from .extensions import db
 
 
@@ -29,6 +31,21 @@ def handle_csrf_error(exc: CSRFError) -> Any:
     return render_template("errors/error.html", code=400, error=exc, csrf=True), 400
 
 
+def handle_too_many_requests(exc: TooManyRequests) -> Any:
+    """A rate limit was hit (see ratelimit.py): say so, and when to try again."""
+    seconds = ratelimit.retry_after()
+    if _wants_json():
+        message = _("Too many requests. Please try again later.")
+        response = jsonify({"error": "rate_limited", "message": message, "retry_after": seconds})
+    else:
+        embed = (request.endpoint or "").startswith("public.embed")
+        response = render_template(
+            "errors/too_many_requests.html", retry_after=seconds, embed=embed
+        )
+    headers = {"Retry-After": str(seconds)} if seconds is not None else {}
+    return response, 429, headers
+
+
 def handle_internal_error(exc: InternalServerError) -> Any:
     """Unhandled exceptions end here (outside tests, where they propagate)."""
     db.session.rollback()
@@ -38,4 +55,5 @@ def handle_internal_error(exc: InternalServerError) -> Any:
 def init_app(app: Flask) -> None:
     app.register_error_handler(HTTPException, handle_http_error)
     app.register_error_handler(CSRFError, handle_csrf_error)
+    app.register_error_handler(TooManyRequests, handle_too_many_requests)
     app.register_error_handler(InternalServerError, handle_internal_error)

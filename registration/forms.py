@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from flask import has_request_context, request
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
+from werkzeug.datastructures import CombinedMultiDict
 from wtforms import (
     BooleanField,
     Field,
@@ -40,8 +42,12 @@ def strip(value: Any) -> Any:
 
 
 def no_control_characters(_form: Form, field: Field) -> None:
-    """Refuse NUL and other control characters (PostgreSQL cannot even store NUL)."""
-    if isinstance(field.data, str) and any(ord(c) < 32 or ord(c) == 127 for c in field.data):
+    """Refuse NUL and other control characters (PostgreSQL cannot even store NUL), and lone
+    surrogates from JSON escapes (no database can store those)."""
+    if isinstance(field.data, str) and (
+        any(ord(c) < 32 or ord(c) == 127 for c in field.data)
+        or answers.has_lone_surrogates(field.data)
+    ):
         raise ValidationError(_l("Please remove the control characters from this field."))
 
 
@@ -158,6 +164,18 @@ def question_field_name(question: Question) -> str:
 
 class BaseSignupForm(ParticipantFields, FlaskForm):
     """The fields every event's form has; :func:`signup_form_class` adds the event's own."""
+
+    class Meta:
+        def wrap_formdata(self, form: Any, formdata: Any) -> Any:
+            """Read the posted form fields only. Flask-WTF would fill the form from a JSON body
+            instead, and a JSON number or string there ended in a 500 (tests/test_fuzz.py)."""
+            if formdata is None or hasattr(formdata, "getlist"):
+                return formdata  # given explicitly
+            if not has_request_context() or request.method != "POST":
+                return None
+            if request.files:
+                return CombinedMultiDict((request.files, request.form))
+            return request.form or None
 
     privacy_consent = BooleanField(
         _l("I agree that my details are processed to organise this event."),

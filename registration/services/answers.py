@@ -32,6 +32,12 @@ def _is_blank(value: Any) -> bool:
     )
 
 
+def has_lone_surrogates(value: str) -> bool:
+    """Lone UTF-16 surrogates (only a JSON escape such as ``"\\ud800"`` produces them) have no
+    UTF-8 form: no database, export or email can take them."""
+    return any("\ud800" <= c <= "\udfff" for c in value)
+
+
 def check_answer(question: Question, value: Any) -> Any:
     """Normalise ``value`` for ``question`` or raise :class:`AnswerError`.
 
@@ -48,7 +54,11 @@ def check_answer(question: Question, value: Any) -> Any:
         value = value.strip()
         if len(value) > MAX_TEXT:
             raise AnswerError(_l("Please use at most %(max)d characters.", max=MAX_TEXT))
-        if any(ord(c) < 32 and c not in "\n\r\t" for c in value) or "\x7f" in value:
+        if (
+            any(ord(c) < 32 and c not in "\n\r\t" for c in value)
+            or "\x7f" in value
+            or has_lone_surrogates(value)
+        ):
             raise AnswerError(_l("Please remove the control characters from this field."))
         return value
     if question.kind == QuestionKind.SINGLE_CHOICE:
