@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -77,8 +78,7 @@ def test_gunicorn_accepts_its_config_and_loads_the_app(tmp_path):
 
 
 def test_gunicorn_config_keeps_tokens_out_of_its_log_and_trusts_no_proxy_itself():
-    namespace: dict[str, object] = {}
-    exec((ROOT / "deploy" / "gunicorn.conf.py").read_text(), namespace)
+    namespace = runpy.run_path(str(ROOT / "deploy" / "gunicorn.conf.py"))
     assert namespace["wsgi_app"] == "registration:create_app()"
     assert namespace["accesslog"] is None
     assert namespace["secure_scheme_headers"] == {}
