@@ -158,7 +158,12 @@ def log_exception(exc_info: Any) -> None:
         request.method,
         logged_path(),
         exc_info=exc_info,
-        extra={"method": request.method, "path": logged_path(), "endpoint": request.endpoint},
+        extra={
+            "method": request.method,
+            "path": logged_path(),
+            "endpoint": request.endpoint,
+            "request_id": request_id(),
+        },
     )
 
 
