@@ -7,6 +7,7 @@ time, so tests and several app instances in one process can each have their own 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -24,6 +25,40 @@ def _int(value: str | None, default: int | None) -> int | None:
     if value is None or value.strip() == "":
         return default
     return int(value)
+
+
+def _choice(name: str, value: str | None, choices: tuple[str, ...], default: str) -> str:
+    if value is None or value.strip() == "":
+        return default
+    value = value.strip().lower()
+    if value not in choices:
+        raise RuntimeError(f"{name} must be one of {', '.join(choices)}, not {value!r}.")
+    return value
+
+
+def _operations_settings(env: dict[str, str]) -> dict[str, Any]:
+    """Logging, health checks and what sits in front of the app (reverse proxy, HTTPS)."""
+    return {
+        "LOG_FORMAT": _choice("LOG_FORMAT", env.get("LOG_FORMAT"), ("json", "text"), "json"),
+        "LOG_LEVEL": _choice(
+            "LOG_LEVEL",
+            env.get("LOG_LEVEL"),
+            ("debug", "info", "warning", "error", "critical"),
+            "info",
+        ).upper(),
+        # /readyz fails when a due email waited longer than this (no worker is running).
+        "OUTBOX_STUCK_MINUTES": _int(env.get("OUTBOX_STUCK_MINUTES"), 15),
+        # How many proxies in front of the app set X-Forwarded-For / -Proto / -Host (0: none,
+        # the headers are ignored; werkzeug's ProxyFix trusts exactly this many).
+        "PROXY_FIX_X_FOR": _int(env.get("PROXY_FIX_X_FOR"), 0),
+        "PROXY_FIX_X_PROTO": _int(env.get("PROXY_FIX_X_PROTO"), 0),
+        "PROXY_FIX_X_HOST": _int(env.get("PROXY_FIX_X_HOST"), 0),
+        "PROXY_FIX_X_PORT": _int(env.get("PROXY_FIX_X_PORT"), 0),
+        "PROXY_FIX_X_PREFIX": _int(env.get("PROXY_FIX_X_PREFIX"), 0),
+        # Strict-Transport-Security on HTTPS responses (0 switches the header off).
+        "HSTS_MAX_AGE": _int(env.get("HSTS_MAX_AGE"), 365 * 24 * 3600),
+        "HSTS_INCLUDE_SUBDOMAINS": _bool(env.get("HSTS_INCLUDE_SUBDOMAINS")),
+    }
 
 
 def _normalise_database_url(url: str) -> str:
@@ -102,6 +137,7 @@ class Config:
         settings["ANONYMISE_INTERVAL_SECONDS"] = _int(
             env.get("ANONYMISE_INTERVAL_SECONDS"), cls.ANONYMISE_INTERVAL_SECONDS
         )
+        settings.update(_operations_settings(env))
         settings.update(cls._ratelimit_settings(env))
         return settings
 
@@ -122,6 +158,10 @@ class Config:
     @classmethod
     def default_secret_key(cls) -> str | None:
         return None
+
+    @classmethod
+    def check(cls, settings: Mapping[str, Any]) -> None:
+        """Refuse settings this environment must not run with (after overrides are applied)."""
 
 
 class DevelopmentConfig(Config):
@@ -153,24 +193,40 @@ class ProductionConfig(Config):
 
     NAME = "production"
 
+    #: Never accepted as a production key: the development and testing defaults.
+    KNOWN_KEYS = frozenset({DEV_SECRET_KEY, "testing-secret-key"})
+
+    #: Bound parameters stay out of error messages and so out of the logs (they hold addresses).
+    SQLALCHEMY_ENGINE_OPTIONS: ClassVar[dict[str, Any]] = {
+        **Config.SQLALCHEMY_ENGINE_OPTIONS,
+        "hide_parameters": True,
+    }
+
     @classmethod
     def from_env(
         cls, environ: dict[str, str] | None = None, instance_path: str = "instance"
     ) -> dict:
         settings = super().from_env(environ, instance_path)
-        key = settings["SECRET_KEY"]
-        if not key or key == DEV_SECRET_KEY or len(key) < 16:
+        env = os.environ if environ is None else environ
+        if _bool(env.get("FLASK_DEBUG")):
+            raise RuntimeError("FLASK_DEBUG must not be on in production.")
+        settings["SESSION_COOKIE_SECURE"] = settings["BASE_URL"].startswith("https://")
+        settings["REMEMBER_COOKIE_SECURE"] = settings["SESSION_COOKIE_SECURE"]
+        cls.check(settings)
+        return settings
+
+    @classmethod
+    def check(cls, settings: Mapping[str, Any]) -> None:
+        key = settings.get("SECRET_KEY")
+        if not key or key in cls.KNOWN_KEYS or len(key) < 16:
             raise RuntimeError(
                 "SECRET_KEY is missing or too weak (at least 16 characters needed). Set it in the "
                 "environment, e.g. "
                 "SECRET_KEY=$(python -c 'import secrets; print(secrets.token_hex(32))'). "
                 "For a local trial run use REGISTRATION_CONFIG=development (what `make run` does)."
             )
-        env = os.environ if environ is None else environ
-        if _bool(env.get("FLASK_DEBUG")):
-            raise RuntimeError("FLASK_DEBUG must not be on in production.")
-        settings["SESSION_COOKIE_SECURE"] = settings["BASE_URL"].startswith("https://")
-        return settings
+        if settings.get("DEBUG") or settings.get("TESTING"):
+            raise RuntimeError("DEBUG and TESTING must not be on in production.")
 
 
 CONFIGS: dict[str, type[Config]] = {

@@ -9,7 +9,19 @@ from flask import Flask
 
 from config import Config, config_from_name
 
-from . import admin, cli, database, errors, formatting, i18n, jsonprovider, ratelimit, security
+from . import (
+    admin,
+    cli,
+    database,
+    errors,
+    formatting,
+    health,
+    i18n,
+    jsonprovider,
+    logs,
+    ratelimit,
+    security,
+)
 from .api import bp as api_bp
 from .extensions import csrf, mail
 from .public import bp as public_bp
@@ -36,8 +48,10 @@ def create_app(config_class: type[Config] | str | None = None, **overrides: obje
     app.config.update(config_class.from_env(instance_path=app.instance_path))
     app.config["MIGRATIONS_DIR"] = PROJECT_ROOT / "migrations"
     app.config.update(overrides)
+    config_class.check(app.config)
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
 
+    logs.init_app(app)
     jsonprovider.init_app(app)
     database.init_app(app)
     mail.init_app(app)
@@ -53,5 +67,6 @@ def create_app(config_class: type[Config] | str | None = None, **overrides: obje
     app.register_blueprint(public_bp)
     app.register_blueprint(api_bp)
     app.register_blueprint(admin.bp)
+    health.init_app(app)
     ratelimit.init_app(app)  # last: it attaches the limits to the registered views
     return app

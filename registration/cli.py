@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import threading
 from datetime import date
 from pathlib import Path
@@ -121,7 +120,6 @@ def mail_worker(interval: float) -> None:
     """Run until stopped (SIGTERM finishes the message in hand)."""
     stop = threading.Event()
     worker.install_signal_handlers(stop)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     worker.run_forever(interval, stop)
 
 

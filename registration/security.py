@@ -1,7 +1,14 @@
-"""Response headers: a strict Content-Security-Policy and framing rules.
+"""Response headers: a strict Content-Security-Policy, framing rules, HSTS; the reverse proxy.
 
 Every page refuses to be framed, except the embeddable sign-up form, which the sites named in
 ``EMBED_ALLOWED_ORIGINS`` (space- or comma-separated origins) may frame.
+
+Behind a reverse proxy, ``PROXY_FIX_X_FOR`` / ``_X_PROTO`` / ``_X_HOST`` / ``_X_PORT`` /
+``_X_PREFIX`` say how many proxies set each ``X-Forwarded-*`` header (werkzeug's ProxyFix); with
+the default 0 the headers are ignored, so a client cannot claim to be on HTTPS or another address.
+``Strict-Transport-Security`` goes out with every response to a request that came over HTTPS
+(directly or, with ``PROXY_FIX_X_PROTO``, at the proxy), never over plain http, where browsers
+ignore it anyway and it would only mislead.
 """
 
 from __future__ import annotations
@@ -9,6 +16,7 @@ from __future__ import annotations
 import re
 
 from flask import Flask, Response, current_app, request
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 EMBED_ENDPOINTS = frozenset({"public.embed", "public.embed_thanks"})
 
@@ -45,8 +53,40 @@ def set_security_headers(response: Response) -> Response:
     )
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
+    hsts = hsts_value()
+    if hsts and request.is_secure:
+        response.headers.setdefault("Strict-Transport-Security", hsts)
     return response
 
 
+def hsts_value() -> str | None:
+    """The Strict-Transport-Security value from HSTS_MAX_AGE (0: no header)."""
+    max_age = current_app.config.get("HSTS_MAX_AGE", 365 * 24 * 3600)
+    if not max_age:
+        return None
+    value = f"max-age={int(max_age)}"
+    if current_app.config.get("HSTS_INCLUDE_SUBDOMAINS"):
+        value += "; includeSubDomains"
+    return value
+
+
+#: ProxyFix's arguments and the settings that give them.
+PROXY_FIX_SETTINGS = {
+    "x_for": "PROXY_FIX_X_FOR",
+    "x_proto": "PROXY_FIX_X_PROTO",
+    "x_host": "PROXY_FIX_X_HOST",
+    "x_port": "PROXY_FIX_X_PORT",
+    "x_prefix": "PROXY_FIX_X_PREFIX",
+}
+
+
+def install_proxy_fix(app: Flask) -> None:
+    """Trust the configured number of proxies' X-Forwarded-* headers (none by default)."""
+    counts = {arg: int(app.config.get(key) or 0) for arg, key in PROXY_FIX_SETTINGS.items()}
+    if any(counts.values()):
+        app.wsgi_app = ProxyFix(app.wsgi_app, **counts)  # type: ignore[method-assign]
+
+
 def init_app(app: Flask) -> None:
+    install_proxy_fix(app)
     app.after_request(set_security_headers)

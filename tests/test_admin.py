@@ -822,7 +822,7 @@ def test_upload_title_image_and_documents_checked_by_content(client, setup):
     too_big_for_images = client.post("/admin/events/meine/files", data={
         "file": (io.BytesIO(b"\x89PNG\r\n\x1a\n" + b"0" * (5 * 1024 * 1024)), "big.png"),
         "kind": "title_image"}, content_type="multipart/form-data", follow_redirects=True, headers=DE)  # fmt: skip
-    assert "larger than 5 MB" in too_big_for_images.get_data(as_text=True)
+    assert "größer als 5 MB" in too_big_for_images.get_data(as_text=True)
     app = client.application
     app.config["MAX_CONTENT_LENGTH"] = 4096  # the request limit (16 MB by default), small here
     huge = client.post("/admin/events/meine/files", data={

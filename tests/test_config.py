@@ -64,3 +64,82 @@ def test_default_config_is_production_and_names_are_checked():
 def test_from_env_does_not_touch_the_class():
     DevelopmentConfig.from_env({"SECRET_KEY": "one"})
     assert not hasattr(DevelopmentConfig, "SECRET_KEY")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"SECRET_KEY": DEV_SECRET_KEY}, "SECRET_KEY"),
+        ({"SECRET_KEY": "testing-secret-key"}, "SECRET_KEY"),
+        ({"SECRET_KEY": ""}, "SECRET_KEY"),
+        ({"DEBUG": True}, "DEBUG"),
+        ({"TESTING": True}, "TESTING"),
+    ],
+)
+def test_production_checks_the_settings_after_overrides(monkeypatch, tmp_path, overrides, message):
+    """create_app("production", DEBUG=True) must not slip past the environment checks."""
+    monkeypatch.setenv("INSTANCE_PATH", str(tmp_path))
+    monkeypatch.setenv("SECRET_KEY", "a-long-enough-production-secret")
+    monkeypatch.delenv("FLASK_DEBUG", raising=False)
+    with pytest.raises(RuntimeError, match=message):
+        create_app("production", **overrides)
+
+
+def test_production_refuses_debug_switched_on_by_the_flask_command(monkeypatch, tmp_path):
+    monkeypatch.setenv("INSTANCE_PATH", str(tmp_path))
+    monkeypatch.setenv("SECRET_KEY", "a-long-enough-production-secret")
+    monkeypatch.setenv("FLASK_DEBUG", "true")  # what `flask --debug` sets
+    with pytest.raises(RuntimeError, match="FLASK_DEBUG"):
+        create_app("production")
+
+
+def test_production_keeps_cookies_on_https_and_sql_parameters_out_of_errors(monkeypatch, tmp_path):
+    monkeypatch.setenv("INSTANCE_PATH", str(tmp_path))
+    monkeypatch.setenv("SECRET_KEY", "a-long-enough-production-secret")
+    monkeypatch.delenv("FLASK_DEBUG", raising=False)
+    monkeypatch.setenv("BASE_URL", "http://intranet.local")
+    plain = create_app("production")
+    assert plain.config["SESSION_COOKIE_SECURE"] is False
+    monkeypatch.setenv("BASE_URL", "https://anmeldung.example.org")
+    app = create_app("production")
+    assert app.config["SESSION_COOKIE_SECURE"] is True
+    assert app.config["REMEMBER_COOKIE_SECURE"] is True
+    assert app.config["SESSION_COOKIE_HTTPONLY"] is True
+    assert app.config["SQLALCHEMY_ENGINE_OPTIONS"]["hide_parameters"] is True
+    assert "hide_parameters" not in DevelopmentConfig.SQLALCHEMY_ENGINE_OPTIONS
+    with app.test_request_context("/", base_url="https://anmeldung.example.org"):
+        from flask import session
+
+        session["lang"] = "en"
+        response = app.make_response("ok")
+        app.session_interface.save_session(app, session, response)
+    cookie = response.headers["Set-Cookie"]
+    assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Lax" in cookie
+
+
+def test_operations_settings_from_the_environment():
+    settings = DevelopmentConfig.from_env(
+        {
+            "LOG_FORMAT": "Text",
+            "LOG_LEVEL": "warning",
+            "OUTBOX_STUCK_MINUTES": "30",
+            "PROXY_FIX_X_FOR": "1",
+            "PROXY_FIX_X_PROTO": "1",
+            "PROXY_FIX_X_HOST": "2",
+            "HSTS_MAX_AGE": "600",
+            "HSTS_INCLUDE_SUBDOMAINS": "yes",
+        }
+    )
+    assert (settings["LOG_FORMAT"], settings["LOG_LEVEL"]) == ("text", "WARNING")
+    assert settings["OUTBOX_STUCK_MINUTES"] == 30
+    assert (settings["PROXY_FIX_X_FOR"], settings["PROXY_FIX_X_PROTO"]) == (1, 1)
+    assert settings["PROXY_FIX_X_HOST"] == 2
+    assert (settings["HSTS_MAX_AGE"], settings["HSTS_INCLUDE_SUBDOMAINS"]) == (600, True)
+
+    defaults = DevelopmentConfig.from_env({})
+    assert (defaults["LOG_FORMAT"], defaults["LOG_LEVEL"]) == ("json", "INFO")
+    assert defaults["PROXY_FIX_X_FOR"] == defaults["PROXY_FIX_X_PROTO"] == 0
+    assert defaults["HSTS_MAX_AGE"] == 365 * 24 * 3600
+    assert defaults["HSTS_INCLUDE_SUBDOMAINS"] is False
+    with pytest.raises(RuntimeError, match="LOG_LEVEL"):
+        DevelopmentConfig.from_env({"LOG_LEVEL": "loud"})

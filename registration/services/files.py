@@ -8,6 +8,7 @@ import unicodedata
 from pathlib import Path
 
 from flask import current_app
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session
 
@@ -48,6 +49,13 @@ def safe_filename(name: str, extension: str) -> str:
     return stem + extension
 
 
+def _shown_name(name: str) -> str:
+    """The name as the organiser knows it, without folders and cut short (it goes into a flash
+    message, i.e. the session cookie, which must stay small)."""
+    name = Path(name.replace("\\", "/")).name
+    return name if len(name) <= 80 else name[:77] + "..."
+
+
 def upload_dir() -> Path:
     path = Path(current_app.config.get("UPLOAD_DIR") or Path(current_app.instance_path) / "uploads")
     path.mkdir(parents=True, exist_ok=True)
@@ -65,10 +73,20 @@ def store(event: Event, kind: FileKind, data: bytes, filename: str, title: str =
     limit = MAX_IMAGE_BYTES if kind == FileKind.TITLE_IMAGE else MAX_ATTACHMENT_BYTES
     if content_type not in allowed:
         raise FileRejected(
-            f"{filename}: only {', '.join(sorted(set(allowed.values())))} files are accepted"
+            _l(
+                "%(name)s: only %(types)s files are accepted",
+                name=_shown_name(filename),
+                types=", ".join(sorted(set(allowed.values()))),
+            )
         )
     if len(data) > limit:
-        raise FileRejected(f"{filename}: larger than {limit // (1024 * 1024)} MB")
+        raise FileRejected(
+            _l(
+                "%(name)s: larger than %(size)d MB",
+                name=_shown_name(filename),
+                size=limit // (1024 * 1024),
+            )
+        )
     extension = allowed[content_type]
     storage_name = secrets.token_hex(16) + extension
     (upload_dir() / storage_name).write_bytes(data)

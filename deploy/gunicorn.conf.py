@@ -1,0 +1,42 @@
+"""gunicorn settings for the registration service: ``gunicorn -c deploy/gunicorn.conf.py``.
+
+Every value can be overridden on the command line or with ``GUNICORN_CMD_ARGS``; the few read
+from the environment here are the ones that differ between hosts.
+"""
+
+import multiprocessing
+import os
+
+#: The application factory; ``REGISTRATION_CONFIG`` (default production) picks the settings.
+wsgi_app = "registration:create_app()"
+
+#: Only the reverse proxy talks to gunicorn.
+bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
+
+#: Sync workers: a request is a short database transaction; 2 x cores + 1 is gunicorn's rule.
+workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2 + 1))
+worker_class = "sync"
+timeout = 30
+graceful_timeout = 30
+keepalive = 5
+
+#: Recycle workers now and then (a slow leak in a library never grows without bound).
+max_requests = 2000
+max_requests_jitter = 200
+
+#: The app writes one JSON line per request (without the secret tokens in personal links);
+#: gunicorn's access log would print the raw URL, tokens included, so it stays off.
+accesslog = None
+errorlog = "-"
+loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
+
+#: Which proxy headers to trust is the app's setting (PROXY_FIX_X_PROTO, ...), in one place:
+#: gunicorn's own X-Forwarded-Proto handling is switched off so it cannot disagree.
+secure_scheme_headers: dict[str, str] = {}
+
+#: Each worker builds its own app (and database pool): no connection is ever shared by a fork.
+preload_app = False
+
+#: gunicorn 24+ opens a control socket under $HOME or $XDG_RUNTIME_DIR; the service user's home
+#: is read-only under systemd (ProtectSystem=strict) and systemctl does the controlling.
+control_socket_disable = True
