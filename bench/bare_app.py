@@ -39,9 +39,7 @@ CREATE TABLE bare_signups (id serial PRIMARY KEY, email varchar(254) NOT NULL,
                            status varchar(20) NOT NULL, created_at timestamptz NOT NULL);
 """
 
-UPDATE = text(
-    "UPDATE bare_capacity SET taken = taken + 1 WHERE id = 1 RETURNING taken, capacity"
-)
+UPDATE = text("UPDATE bare_capacity SET taken = taken + 1 WHERE id = 1 RETURNING taken, capacity")
 INSERT = text(
     "INSERT INTO bare_signups (email, first_name, last_name, status, created_at) "
     "VALUES (:email, :first_name, :last_name, :status, now()) RETURNING id"

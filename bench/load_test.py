@@ -47,7 +47,6 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 
 from flask_migrate import upgrade
@@ -185,7 +184,9 @@ def wait_until_up(server: Server, path: str) -> None:
         if status == 200:
             return
         time.sleep(0.2)
-    raise SystemExit(f"{server.name}: no answer within {STARTUP_TIMEOUT:.0f} s:\n{server.log_tail()}")
+    raise SystemExit(
+        f"{server.name}: no answer within {STARTUP_TIMEOUT:.0f} s:\n{server.log_tail()}"
+    )
 
 
 # --- the client ------------------------------------------------------------------------------------
@@ -286,28 +287,20 @@ def drive(
 
 
 def signup_requests(slug: str, n: int, prefix: str) -> list[Request]:
-    return [
-        Request(
-            "POST", f"/api/v1/events/{slug}/registrations",
-            json.dumps({
-                "email": f"{prefix}-p{i}@example.org", "first_name": "Erika",
-                "last_name": f"Muster {i}", "organisation": "Stadt Jena", "language": "de",
-                "privacy_consent": True,
-            }).encode(),
-        )  # fmt: skip
-        for i in range(n)
-    ]
+    path = f"/api/v1/events/{slug}/registrations"
+    return [Request("POST", path, json.dumps(person(prefix, i)).encode()) for i in range(n)]
 
 
 def bare_signup_requests(n: int, prefix: str) -> list[Request]:
-    return [
-        Request(
-            "POST", "/signup",
-            json.dumps({"email": f"{prefix}-p{i}@example.org", "first_name": "Erika",
-                        "last_name": f"Muster {i}"}).encode(),
-        )  # fmt: skip
-        for i in range(n)
-    ]
+    return [Request("POST", "/signup", json.dumps(person(prefix, i)).encode()) for i in range(n)]
+
+
+def person(prefix: str, i: int) -> dict[str, Any]:
+    """The sign-up body for person ``i`` (the bare endpoint reads the same JSON)."""
+    return {
+        "email": f"{prefix}-p{i}@example.org", "first_name": "Erika", "last_name": f"Muster {i}",
+        "organisation": "Stadt Jena", "language": "de", "privacy_consent": True,
+    }  # fmt: skip
 
 
 def create_event(app: Any, slug: str, seats: int) -> int:
@@ -373,7 +366,9 @@ def check_signups(app: Any, event_id: int, run: Run, n: int, seats: int) -> list
         for rid, status, _ in rows
     }
     if kinds != expected:
-        wrong = [rid for rid in expected.keys() | kinds.keys() if kinds.get(rid) != expected.get(rid)]
+        wrong = [
+            rid for rid in expected.keys() | kinds.keys() if kinds.get(rid) != expected.get(rid)
+        ]
         problems.append(f"outbox: {len(wrong)} registrations without exactly their one email")
     return problems
 
@@ -417,7 +412,9 @@ def print_pair(title: str, unit: str, app_runs: list[Run], bare_runs: list[Run])
             f"p95 {s['p95'] * 1000:6.1f} ms   p99 {s['p99'] * 1000:6.1f} ms   (rounds: {rounds})"
         )
     ratio = app["rate"] / bare["rate"]
-    per_round = ", ".join(f"{a.rate / b.rate:.2f}" for a, b in zip(app_runs, bare_runs, strict=True))
+    per_round = ", ".join(
+        f"{a.rate / b.rate:.2f}" for a, b in zip(app_runs, bare_runs, strict=True)
+    )
     print(f"  ratio {ratio:.2f} (per round: {per_round}); target >= {TARGET_RATIO}")
     return ratio
 
@@ -528,7 +525,9 @@ def main(argv: list[str] | None = None) -> int:
                     args.clients,
                 )  # fmt: skip
                 runs["bare"].append(run)
-                problems.extend(f"round {r}: {p}" for p in check_bare(bare_engine, run, args.signups))
+                problems.extend(
+                    f"round {r}: {p}" for p in check_bare(bare_engine, run, args.signups)
+                )
 
             def app_pages(r: int = r) -> None:
                 run = drive(
