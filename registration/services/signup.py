@@ -239,8 +239,10 @@ def register(
         if _is_duplicate_email(exc):  # the unique index is the last line of defence
             raise DuplicateRegistration() from exc
         raise  # anything else is a bug (e.g. in locking) and must not pass as a duplicate
-    if mode == Attendance.ON_SITE:
-        # A new row has no code yet (ensure_checkin_qr would first load the column to check).
+    if status == RegistrationStatus.CONFIRMED and mode == Attendance.ON_SITE:
+        # Only confirmed on-site participants get mails with the code; the waiting list gets it
+        # on promotion. Made here, while the event is locked, so it costs every sign-up behind
+        # this one: skip the look-up ensure_checkin_qr does (a new row has no code yet).
         registration.checkin_qr = qrcode.checkin_png(registration)
     outbox.enqueue_first(
         "confirmation" if status == RegistrationStatus.CONFIRMED else "waitlisted", registration
@@ -279,6 +281,7 @@ def confirm_anyway(registration: Registration, *, now: datetime | None = None) -
         raise NotActive(_l("Only people on the waiting list can be confirmed this way."))
     registration.status = RegistrationStatus.CONFIRMED
     registration.confirmed_at = now
+    qrcode.ensure_checkin_qr(registration)
     db.session.flush()
     outbox.enqueue("promoted", registration)
     scheduling.dial_in_if_due(registration, event, now)
@@ -396,6 +399,7 @@ def promote_waitlisted(
     for registration in promoted:
         registration.status = RegistrationStatus.CONFIRMED
         registration.confirmed_at = now
+        qrcode.ensure_checkin_qr(registration)  # waiting on site, they had none
     db.session.flush()
     for registration in promoted:
         outbox.enqueue("promoted", registration)
