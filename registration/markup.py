@@ -3,6 +3,8 @@ links)."""
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import markdown
 import nh3
 from markupsafe import Markup
@@ -33,9 +35,17 @@ def render_markdown(text: str | None) -> Markup:
     becomes h2: the page's h1 is the event title."""
     if not text:
         return Markup("")
+    return Markup(_render(text))  # noqa: S704  (sanitised in _render)
+
+
+@lru_cache(maxsize=256)
+def _render(text: str) -> str:
+    """The sanitised HTML of ``text``. Remembered: an event page shows the same description to
+    every visitor, and converting it cost more than the rest of the page (bench/load_test.py).
+    The text is the key, so an edited description is converted afresh."""
     html = (
         markdown.markdown(text, extensions=["tables", "sane_lists"], output_format="html")
         .replace("<h1>", "<h2>")
         .replace("</h1>", "</h2>")
     )
-    return Markup(sanitise(html))  # noqa: S704  (sanitised just above)
+    return sanitise(html)

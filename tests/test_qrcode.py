@@ -67,3 +67,20 @@ def test_on_site_sign_ups_get_their_code_once(app):
     signup.change_attendance(online, "on_site")
     assert online.checkin_qr is not None
     assert qrcode.checkin_url(on_site).endswith(f"/admin/c/{signup.checkin_token(on_site)}")
+
+
+def test_the_waiting_list_gets_its_code_when_promoted(app):
+    event = make_event(capacity_on_site=1)
+    first, second, third = (
+        signup.register(
+            event, signup.SignupData(f"{n}@example.org", "A", n, privacy_consent=True)
+        ).registration
+        for n in ("first", "second", "third")
+    )
+    assert first.checkin_qr is not None
+    assert second.status == "waitlisted" and second.checkin_qr is None  # no mail carries it yet
+    signup.cancel(first)
+    assert second.status == "confirmed"
+    assert second.checkin_qr == qrcode.checkin_png(second)
+    signup.confirm_anyway(third)
+    assert third.checkin_qr == qrcode.checkin_png(third)

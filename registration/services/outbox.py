@@ -41,6 +41,16 @@ def enqueue(
     return _add(kind, registration, key, payload)
 
 
+def enqueue_first(
+    kind: str, registration: Registration, *, payload: dict[str, Any] | None = None
+) -> OutboxMessage:
+    """Add the first email of a registration created in this transaction (a sign-up): nothing
+    can be queued for it yet, so unlike :func:`enqueue` this does not look."""
+    if registration.id is None:
+        db.session.flush()
+    return _add(kind, registration, f"{kind}:{registration.id}", payload)
+
+
 def enqueue_keyed(
     kind: str, registration: Registration, key: str, *, payload: dict[str, Any] | None = None
 ) -> OutboxMessage | None:

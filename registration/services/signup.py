@@ -128,6 +128,21 @@ def _next_waitlist_order(event: Event) -> int:
     return (current or 0) + 1
 
 
+def _signup_counts(event: Event, mode: Attendance) -> tuple[int, int, int]:
+    """Confirmed and waiting in ``mode``, and the event's highest waitlist order (0: none), in
+    one query: a sign-up reads them while it holds the event lock, so every round trip counts.
+    """
+    in_mode = Registration.attendance == mode
+    row = db.session.execute(
+        select(
+            func.count().filter(in_mode, Registration.status == RegistrationStatus.CONFIRMED),
+            func.count().filter(in_mode, Registration.status == RegistrationStatus.WAITLISTED),
+            func.max(Registration.waitlist_order),
+        ).where(Registration.event_id == event.id)
+    ).one()
+    return row[0], row[1], row[2] or 0
+
+
 def _resolve_attendance(event: Event, requested: str | None) -> Attendance:
     modes = event.modes
     if requested in (None, ""):
@@ -186,10 +201,13 @@ def register(
     if find_active(event, data.email) is not None:
         raise DuplicateRegistration()
 
-    if over_capacity or has_seat(event, mode):
-        status, order = RegistrationStatus.CONFIRMED, None
+    confirmed, waiting, last_order = _signup_counts(event, mode)
+    capacity = event.capacity_for(mode)
+    if over_capacity or capacity is None or confirmed < capacity:
+        status, order, position = RegistrationStatus.CONFIRMED, None, None
     elif event.waitlist_enabled:
-        status, order = RegistrationStatus.WAITLISTED, _next_waitlist_order(event)
+        # Behind everyone who waits for this mode: the new order is above every existing one.
+        status, order, position = RegistrationStatus.WAITLISTED, last_order + 1, waiting + 1
     else:
         raise EventFull()
 
@@ -221,12 +239,16 @@ def register(
         if _is_duplicate_email(exc):  # the unique index is the last line of defence
             raise DuplicateRegistration() from exc
         raise  # anything else is a bug (e.g. in locking) and must not pass as a duplicate
-    qrcode.ensure_checkin_qr(registration)
-    outbox.enqueue(
+    if status == RegistrationStatus.CONFIRMED and mode == Attendance.ON_SITE:
+        # Only confirmed on-site participants get mails with the code; the waiting list gets it
+        # on promotion. Made here, while the event is locked, so it costs every sign-up behind
+        # this one: skip the look-up ensure_checkin_qr does (a new row has no code yet).
+        registration.checkin_qr = qrcode.checkin_png(registration)
+    outbox.enqueue_first(
         "confirmation" if status == RegistrationStatus.CONFIRMED else "waitlisted", registration
     )
     scheduling.dial_in_if_due(registration, event, now)
-    return SignupResult(registration, manage_token, waitlist_position(registration))
+    return SignupResult(registration, manage_token, position)
 
 
 def _is_duplicate_email(exc: IntegrityError) -> bool:
@@ -259,6 +281,7 @@ def confirm_anyway(registration: Registration, *, now: datetime | None = None) -
         raise NotActive(_l("Only people on the waiting list can be confirmed this way."))
     registration.status = RegistrationStatus.CONFIRMED
     registration.confirmed_at = now
+    qrcode.ensure_checkin_qr(registration)
     db.session.flush()
     outbox.enqueue("promoted", registration)
     scheduling.dial_in_if_due(registration, event, now)
@@ -376,6 +399,7 @@ def promote_waitlisted(
     for registration in promoted:
         registration.status = RegistrationStatus.CONFIRMED
         registration.confirmed_at = now
+        qrcode.ensure_checkin_qr(registration)  # waiting on site, they had none
     db.session.flush()
     for registration in promoted:
         outbox.enqueue("promoted", registration)
