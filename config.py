@@ -143,9 +143,7 @@ class Config:
         )
         settings.update(_operations_settings(env))
         settings.update(cls._ratelimit_settings(env))
-        settings["PAGE_CACHE_SECONDS"] = _int(
-            env.get("PAGE_CACHE_SECONDS"), cls.PAGE_CACHE_SECONDS
-        )
+        settings["PAGE_CACHE_SECONDS"] = _int(env.get("PAGE_CACHE_SECONDS"), cls.PAGE_CACHE_SECONDS)
         return settings
 
     @classmethod

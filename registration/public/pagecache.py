@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Hashable
 from typing import Any
 
-from flask import Flask, Response, current_app, has_app_context, request, session
+from flask import Flask, current_app, has_app_context, request, session
 from flask_babel import get_locale
 from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session, UOWTransaction
