@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -238,3 +239,24 @@ def test_unknown_events_are_not_cached(app, cache_clock):
     make_event(slug="gibt-es-nicht")
     db.session.commit()
     assert get(app, "/events/gibt-es-nicht", headers=DE).status_code == 200
+
+
+def test_visitors_arriving_together_wait_for_one_render(app, cache_clock):
+    make_event()
+    db.session.commit()
+    barrier = threading.Barrier(8)
+    statuses: list[int] = []
+
+    def visit() -> None:
+        client = app.test_client()
+        barrier.wait()
+        statuses.append(client.get("/events/werkstatt", headers=DE).status_code)
+
+    with rendered(app) as names:
+        threads = [threading.Thread(target=visit) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert statuses == [200] * 8
+    assert names == ["public/event.html"]  # not eight renders when the page expired

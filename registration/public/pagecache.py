@@ -28,8 +28,10 @@ unaffected.
 from __future__ import annotations
 
 import functools
+import threading
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from flask import Flask, current_app, has_app_context, request, session
@@ -47,6 +49,9 @@ WATCHED_MODELS = (Event, Registration, Question, EventFile)
 #: At most this many pages are kept (events x languages); a full cache starts over.
 MAX_ENTRIES = 512
 
+#: How long a request waits for another thread's render of the same page before rendering it.
+RENDER_WAIT_SECONDS = 2.0
+
 
 class PageCache:
     """Rendered page bodies by key, each until its expiry time (``clock()`` seconds)."""
@@ -54,9 +59,9 @@ class PageCache:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         #: The time source; tests replace it to let entries expire without sleeping.
         self.clock = clock
-        # Plain dict operations are atomic under the GIL, so gthread workers need no lock:
-        # at worst two threads render the same page at the same time and both store it.
+        # Plain dict operations are atomic under the GIL, so the entries need no lock.
         self._entries: dict[Hashable, tuple[float, bytes]] = {}
+        self._render_locks: dict[Hashable, threading.Lock] = {}
 
     def get(self, key: Hashable) -> bytes | None:
         entry = self._entries.get(key)
@@ -75,6 +80,21 @@ class PageCache:
 
     def clear(self) -> None:
         self._entries.clear()
+
+    @contextmanager
+    def rendering(self, key: Hashable) -> Iterator[None]:
+        """One thread renders a missing page while the others for the same page wait for it
+        (then find it stored), instead of all rendering it at once when it expires. A slow
+        render only makes the others wait so long, then they render themselves."""
+        if len(self._render_locks) >= MAX_ENTRIES:
+            self._render_locks.clear()
+        lock = self._render_locks.setdefault(key, threading.Lock())
+        locked = lock.acquire(timeout=RENDER_WAIT_SECONDS)
+        try:
+            yield
+        finally:
+            if locked:
+                lock.release()
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -120,17 +140,20 @@ def cached(view: Callable[..., Any]) -> Callable[..., Any]:
                 str(get_locale()),
             )
             body = cache.get(key)
+            if body is None:
+                with cache.rendering(key):
+                    body = cache.get(key)  # rendered by another thread while this one waited
+                    if body is None:
+                        response = current_app.make_response(view(**values))
+                        if (
+                            response.status_code == 200
+                            and not response.direct_passthrough
+                            and not session.modified
+                            and response.mimetype == "text/html"
+                        ):
+                            cache.put(key, response.get_data(), seconds)
             if body is not None:
                 response = current_app.response_class(body, mimetype="text/html")
-            else:
-                response = current_app.make_response(view(**values))
-                if (
-                    response.status_code == 200
-                    and not response.direct_passthrough
-                    and not session.modified
-                    and response.mimetype == "text/html"
-                ):
-                    cache.put(key, response.get_data(), seconds)
         if request.method == "GET":
             response.vary.update(("Accept-Language", "Cookie"))
         return response
