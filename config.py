@@ -92,6 +92,10 @@ class Config:
 
     WTF_CSRF_TIME_LIMIT = None  # a sign-up form may stay open in a tab for hours
 
+    #: How long a rendered event page is served again to anonymous visitors in the same
+    #: language (seconds; 0: off). registration/public/pagecache.py explains why that is safe.
+    PAGE_CACHE_SECONDS = 5
+
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
 
@@ -139,6 +143,7 @@ class Config:
         )
         settings.update(_operations_settings(env))
         settings.update(cls._ratelimit_settings(env))
+        settings["PAGE_CACHE_SECONDS"] = _int(env.get("PAGE_CACHE_SECONDS"), cls.PAGE_CACHE_SECONDS)
         return settings
 
     @classmethod
@@ -179,6 +184,8 @@ class TestingConfig(Config):
     NAME = "testing"
     TESTING = True
     WTF_CSRF_ENABLED = False
+    #: Off so that a page reflects a change at once; tests/test_page_cache.py turns it on.
+    PAGE_CACHE_SECONDS = 0
     #: Off so that tests signing up hundreds of times from 127.0.0.1 are not throttled;
     #: tests/test_ratelimit.py turns it on.
     RATELIMIT_ENABLED = False

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 
+from babel import Locale
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from flask import Flask, current_app, has_request_context, request, session, url_for
@@ -17,8 +19,19 @@ log = logging.getLogger(__name__)
 TRANSLATIONS_DIR = Path(__file__).parent / "translations"
 
 
-def select_locale() -> str:
+def select_locale() -> Locale:
     """``?lang=`` (remembered in the session), else the browser's preference, else German."""
+    return _locale(_select_language())
+
+
+@functools.cache
+def _locale(code: str) -> Locale:
+    """Flask-Babel parses the selector's answer with ``Locale.parse``, which returns a Locale
+    as it is and would otherwise build a new one for every request (it looks for data files)."""
+    return Locale.parse(code)
+
+
+def _select_language() -> str:
     if not has_request_context():  # CLI, worker, services under test
         return current_app.config["BABEL_DEFAULT_LOCALE"]
     languages = current_app.config["LANGUAGES"]

@@ -145,9 +145,15 @@ def _log_request(response: Response) -> Response:
         "duration_ms": duration,
         "request_id": rid,
     }
-    log.info(
-        "%s %s %s %sms", fields["method"], fields["path"], fields["status"], duration, extra=fields
-    )
+    if log.isEnabledFor(logging.INFO):
+        # makeRecord + handle is what log.info does, minus findCaller's walk up the stack
+        # (a request line's caller is always this function): a tenth of a cached page's cost.
+        args = (fields["method"], fields["path"], fields["status"], duration)
+        record = log.makeRecord(
+            log.name, logging.INFO, __file__, 0, "%s %s %s %sms", args, None, _log_request.__name__,
+            fields,
+        )  # fmt: skip
+        log.handle(record)
     return response
 
 

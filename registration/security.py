@@ -42,20 +42,32 @@ def embed_origins() -> list[str]:
     return origins
 
 
+#: The headers of every page that may not be framed (all but the embed), worked out once.
+NOT_FRAMED = (
+    ("X-Frame-Options", "DENY"),
+    ("Content-Security-Policy", f"{BASE_POLICY}; frame-ancestors 'none'"),
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "strict-origin-when-cross-origin"),
+)
+
+
 def set_security_headers(response: Response) -> Response:
+    """Each header unless the view set its own (e.g. the join link's Referrer-Policy)."""
     if request.endpoint in EMBED_ENDPOINTS:
         ancestors = " ".join(["'self'", *embed_origins()])
+        defaults: tuple[tuple[str, str], ...] = (
+            ("Content-Security-Policy", f"{BASE_POLICY}; frame-ancestors {ancestors}"),
+            *NOT_FRAMED[2:],
+        )
     else:
-        ancestors = "'none'"
-        response.headers.setdefault("X-Frame-Options", "DENY")
-    response.headers.setdefault(
-        "Content-Security-Policy", f"{BASE_POLICY}; frame-ancestors {ancestors}"
-    )
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
-    hsts = hsts_value()
-    if hsts and request.is_secure:
-        response.headers.setdefault("Strict-Transport-Security", hsts)
+        defaults = NOT_FRAMED
+    if request.is_secure and (hsts := hsts_value()):
+        defaults = (*defaults, ("Strict-Transport-Security", hsts))
+    headers = response.headers
+    present = {name.lower() for name, _ in headers.items()}
+    for name, value in defaults:
+        if name.lower() not in present:
+            headers.add(name, value)
     return response
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -12,6 +13,7 @@ from sqlalchemy import func, select
 from registration.extensions import db
 from registration.models import (
     Answer,
+    Event,
     EventFormat,
     EventStatus,
     FileKind,
@@ -358,17 +360,60 @@ def test_api_answers_use_the_same_rules(client, app):
     assert [q["key"] for q in detail["questions"]] == ["walk", "food", "topics", "note"]
 
 
-def test_csrf_is_enforced_on_the_form(client, app):
+def form_token_of(page: str) -> str:
+    return re.search(r'name="form_token" value="([^"]+)"', page).group(1)
+
+
+def expired_form_token(app, monkeypatch, slug: str = "werkstatt") -> str:
+    """A token for ``slug`` signed longer ago than the form accepts."""
+    from itsdangerous.timed import TimestampSigner
+
+    from registration.public import views
+
+    issued = int(time.time()) - views.FORM_TOKEN_MAX_AGE - 60
+    with monkeypatch.context() as patch, app.test_request_context():
+        patch.setattr(TimestampSigner, "get_timestamp", lambda self: issued)
+        event = db.session.scalars(select(Event).where(Event.slug == slug)).one()
+        return views._form_token(event)
+
+
+def test_the_form_carries_a_signed_token_instead_of_a_session(client, app):
     app.config["WTF_CSRF_ENABLED"] = True
     make_event()
-    rejected = client.post("/events/werkstatt", data=form_data(), headers=DE)
-    assert rejected.status_code == 422
-    assert "abgelaufen" in text_of(rejected)
-    assert registrations() == []
-    page = text_of(client.get("/events/werkstatt"))
-    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
-    accepted = client.post("/events/werkstatt", data=form_data(csrf_token=token))
+    page = client.get("/events/werkstatt", headers=DE)
+    assert 'name="csrf_token"' not in text_of(page)
+    assert "Set-Cookie" not in page.headers  # showing the page needs no session
+    token = form_token_of(text_of(page))
+    accepted = client.post("/events/werkstatt", data=form_data(form_token=token), headers=DE)
     assert accepted.status_code == 302
+    assert len(registrations()) == 1
+
+
+@pytest.mark.parametrize("kind", ["missing", "forged", "expired", "other event's"])
+def test_a_bad_form_token_says_expired_and_keeps_the_values(client, app, monkeypatch, kind):
+    app.config["WTF_CSRF_ENABLED"] = True
+    make_event()
+    make_event(slug="andere", title="Andere Werkstatt")
+    db.session.commit()
+    other = form_token_of(text_of(client.get("/events/andere")))
+    token = {
+        "missing": None,
+        "forged": "werkstatt.forged.signature",
+        "expired": expired_form_token(app, monkeypatch),
+        "other event's": other,
+    }[kind]
+    rejected = client.post("/events/werkstatt", data=form_data(form_token=token), headers=DE)
+    assert rejected.status_code == 422
+    page = text_of(rejected)
+    assert "Das Formular ist abgelaufen" in page
+    assert 'value="juergen1@example.org"' in page  # what was typed is still there
+    assert registrations() == []
+    # The page answered with a fresh token: sending again works.
+    again = client.post(
+        "/events/werkstatt", data=form_data(form_token=form_token_of(page)), headers=DE
+    )
+    assert again.status_code == 302
+    assert len(registrations()) == 1
 
 
 def sign_up(client, n=1, **overrides) -> str:

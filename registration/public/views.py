@@ -30,8 +30,10 @@ from ..services import files, signup
 from ..services.errors import InvalidInput, ModeFull, RegistrationClosed, ServiceError
 from ..services.seats import seat_status
 from ..timeutil import utcnow
+from . import pagecache
 
 bp = Blueprint("public", __name__)
+bp.record_once(lambda state: pagecache.init_app(state.app))
 
 #: How long the link to the "thank you" page works (it shows the name and the status).
 THANKS_MAX_AGE = 3600
@@ -89,11 +91,12 @@ def archive() -> Any:
 def _signup(event: Event, *, embed: bool) -> Any:
     """The sign-up form of an event page (or its embeddable copy): show, validate, register."""
     seats = seat_status([event])[event.id]
-    form_class = signup_form_class(event, seats)
-    form = form_class(meta={"csrf": False}) if embed else form_class()
+    # Both forms carry a signed form token instead of the session's CSRF token (see
+    # `_form_token`), so showing the page touches no session and the page can be cached.
+    form = signup_form_class(event, seats)(meta={"csrf": False})
     if request.method != "POST":
         pass
-    elif embed and not _embed_token_valid(event):
+    elif _form_token_checked(embed=embed) and not _form_token_valid(event):
         form.form_errors.append(_("The form has expired. Please reload the page and try again."))
     elif not event.is_open:
         form.form_errors.append(str(RegistrationClosed()))
@@ -133,40 +136,59 @@ def _signup(event: Event, *, embed: bool) -> Any:
         event=event,
         seats=seats,
         form=form,
-        embed_token=_embed_token(event) if embed else None,
+        form_token=_form_token(event),
     ), status
 
 
 @bp.route("/events/<slug>", methods=["GET", "POST"])
-@csrf.exempt  # the form checks its own CSRF token, so a stale one keeps the entered values
+@csrf.exempt  # carries its own signed form token, see `_form_token`
+@pagecache.cached
 def event(slug: str) -> Any:
     return _signup(_visible_event_or_404(slug), embed=False)
 
 
 @bp.route("/events/<slug>/embed", methods=["GET", "POST"])
-@csrf.exempt  # carries its own signed form token, see below
+@csrf.exempt  # carries its own signed form token, see `_form_token`
+@pagecache.cached
 def embed(slug: str) -> Any:
-    """The form alone, for an iframe on the organiser's website (see EMBED_ALLOWED_ORIGINS).
-
-    Browsers do not keep our session cookie inside a third-party iframe, so the session-based
-    CSRF token cannot work here. The form instead carries a signed, expiring token of its own;
-    like the JSON API, a sign-up needs no logged-in state an attacker could abuse.
-    """
+    """The form alone, for an iframe on the organiser's website (see EMBED_ALLOWED_ORIGINS)."""
     return _signup(_visible_event_or_404(slug), embed=True)
 
 
-def _embed_serializer() -> URLSafeTimedSerializer:
+#: How long a sign-up form's token is accepted: a form may stay open in a tab for hours.
+FORM_TOKEN_MAX_AGE = 86400
+
+
+def _form_token_serializer() -> URLSafeTimedSerializer:
+    # The salt is the embed form's, where these tokens started: forms open in a tab stay valid.
     return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="embed-form")
 
 
-def _embed_token(event: Event) -> str:
-    return _embed_serializer().dumps(event.slug)
+def _form_token(event: Event) -> str:
+    """The sign-up form's own token: the event's slug, signed and timestamped.
+
+    The sign-up forms (event page and embed) use it instead of the session-based CSRF token.
+    Browsers do not keep our session cookie inside a third-party iframe, so the embed could not
+    use a session token at all; and without one, showing the event page needs no session, sets
+    no cookie and can be cached for anonymous visitors (pagecache.py). It is safe because, like
+    the JSON API, a sign-up needs no logged-in state that a forged cross-site POST could abuse:
+    the token only proves that the form came from us, recently, for this event.
+    """
+    return _form_token_serializer().dumps(event.slug)
 
 
-def _embed_token_valid(event: Event) -> bool:
+def _form_token_checked(*, embed: bool) -> bool:
+    """The embed always checks its token; the event page when CSRF protection is on (tests
+    switch it off with WTF_CSRF_ENABLED, as they do for every other form)."""
+    return embed or bool(current_app.config.get("WTF_CSRF_ENABLED", True))
+
+
+def _form_token_valid(event: Event) -> bool:
     try:
-        slug = _embed_serializer().loads(request.form.get("form_token", ""), max_age=86400)
-    except BadSignature:
+        slug = _form_token_serializer().loads(
+            request.form.get("form_token", ""), max_age=FORM_TOKEN_MAX_AGE
+        )
+    except BadSignature:  # forged, or expired (SignatureExpired is a BadSignature)
         return False
     return slug == event.slug
 
