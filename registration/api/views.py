@@ -178,13 +178,14 @@ def create_registration(slug: str) -> Any:
         db.session.rollback()
         return _error(409, exc.code, str(exc))
     db.session.commit()
-    registration = result.registration
+    signup.add_checkin_qr(result)
+    # From the values in hand: the committed row is not read again.
     return (
         jsonify(
             {
-                "id": registration.id,
-                "status": str(registration.status),
-                "attendance": str(registration.attendance),
+                "id": result.registration_id,
+                "status": str(result.status),
+                "attendance": str(result.attendance),
                 "waitlist_position": result.waitlist_position,
                 "manage_url": manage_url(result.manage_token),
             }

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from .. import qrcode, tokens
@@ -55,11 +55,26 @@ class SignupData:
 
 
 @dataclass(frozen=True)
+class PendingCheckinCode:
+    """What :func:`add_checkin_qr` needs, kept so that it works after the commit without
+    reloading the registration."""
+
+    registration_id: int
+    token_salt: str
+
+
+@dataclass(frozen=True)
 class SignupResult:
     registration: Registration
     #: The secret for the manage link; only the participant (and their emails) ever see it.
     manage_token: str
     waitlist_position: int | None
+    #: The outcome as plain values, usable after the commit without reloading the row.
+    registration_id: int
+    status: RegistrationStatus
+    attendance: Attendance
+    #: Set when the registration needs a check-in QR code (see :func:`add_checkin_qr`).
+    checkin_code: PendingCheckinCode | None = None
 
 
 def lock_event(event_id: int) -> Event:
@@ -190,27 +205,14 @@ def register(
     now = now or utcnow()
     if not data.privacy_consent:
         raise InvalidInput({"privacy_consent": [_l("Please agree to the privacy notice.")]})
-    event = lock_event(event.id)
-    if by_organiser:
-        if event.status == EventStatus.CANCELLED:
-            raise RegistrationClosed()
-    elif not event.is_open_at(now):
-        raise RegistrationClosed()
-    mode = _resolve_attendance(event, data.attendance)
+    # Every sign-up for the event queues for its lock, so whatever does not need it happens
+    # before: the input is checked against the event as loaded (the same checks run again on
+    # the locked row, without queries), the address is looked up (the unique index catches a
+    # sign-up that slips in between), the tokens are derived and the row is built.
     valid_answers = answers.validate(event.questions, data.answers)
+    _resolve_attendance(event, data.attendance)
     if find_active(event, data.email) is not None:
         raise DuplicateRegistration()
-
-    confirmed, waiting, last_order = _signup_counts(event, mode)
-    capacity = event.capacity_for(mode)
-    if over_capacity or capacity is None or confirmed < capacity:
-        status, order, position = RegistrationStatus.CONFIRMED, None, None
-    elif event.waitlist_enabled:
-        # Behind everyone who waits for this mode: the new order is above every existing one.
-        status, order, position = RegistrationStatus.WAITLISTED, last_order + 1, waiting + 1
-    else:
-        raise EventFull()
-
     salt = tokens.new_salt()
     manage_token = tokens.derive(salt, "manage")
     registration = Registration(
@@ -220,17 +222,34 @@ def register(
         first_name=data.first_name.strip(),
         last_name=data.last_name.strip(),
         organisation=(data.organisation or "").strip(),
-        attendance=mode,
-        status=status,
-        waitlist_order=order,
         language=data.language,
         privacy_consent_at=now,
         created_at=now,
-        confirmed_at=now if status == RegistrationStatus.CONFIRMED else None,
         token_salt=salt,
         manage_token_hash=tokens.hash_token(manage_token),
     )
     answers.attach(registration, valid_answers)
+
+    event = lock_event(event.id)
+    if by_organiser:
+        if event.status == EventStatus.CANCELLED:
+            raise RegistrationClosed()
+    elif not event.is_open_at(now):
+        raise RegistrationClosed()
+    mode = _resolve_attendance(event, data.attendance)
+    confirmed, waiting, last_order = _signup_counts(event, mode)
+    capacity = event.capacity_for(mode)
+    if over_capacity or capacity is None or confirmed < capacity:
+        status, order, position = RegistrationStatus.CONFIRMED, None, None
+    elif event.waitlist_enabled:
+        # Behind everyone who waits for this mode: the new order is above every existing one.
+        status, order, position = RegistrationStatus.WAITLISTED, last_order + 1, waiting + 1
+    else:
+        raise EventFull()
+    registration.attendance = mode
+    registration.status = status
+    registration.waitlist_order = order
+    registration.confirmed_at = now if status == RegistrationStatus.CONFIRMED else None
     db.session.add(registration)
     try:
         db.session.flush()
@@ -239,16 +258,47 @@ def register(
         if _is_duplicate_email(exc):  # the unique index is the last line of defence
             raise DuplicateRegistration() from exc
         raise  # anything else is a bug (e.g. in locking) and must not pass as a duplicate
-    if status == RegistrationStatus.CONFIRMED and mode == Attendance.ON_SITE:
-        # Only confirmed on-site participants get mails with the code; the waiting list gets it
-        # on promotion. Made here, while the event is locked, so it costs every sign-up behind
-        # this one: skip the look-up ensure_checkin_qr does (a new row has no code yet).
-        registration.checkin_qr = qrcode.checkin_png(registration)
     outbox.enqueue_first(
         "confirmation" if status == RegistrationStatus.CONFIRMED else "waitlisted", registration
     )
     scheduling.dial_in_if_due(registration, event, now)
-    return SignupResult(registration, manage_token, position)
+    checkin = None
+    if status == RegistrationStatus.CONFIRMED and mode == Attendance.ON_SITE:
+        # Only confirmed on-site participants get mails with the code (the waiting list gets it
+        # on promotion). It costs milliseconds, so it is made after the commit by
+        # add_checkin_qr(), not under the event lock; the mail worker makes it if that step
+        # never ran (notifications.py).
+        checkin = PendingCheckinCode(registration.id, salt)
+    return SignupResult(
+        registration,
+        manage_token,
+        position,
+        registration_id=registration.id,
+        status=status,
+        attendance=mode,
+        checkin_code=checkin,
+    )
+
+
+def add_checkin_qr(result: SignupResult) -> None:
+    """Store the check-in QR code of a committed sign-up that needs one, in a transaction of its
+    own (the registration row only, no event lock); commits. Call it after the sign-up's commit.
+    """
+    pending = result.checkin_code
+    if pending is None:
+        return
+    image = qrcode.checkin_png_for(pending.registration_id, pending.token_salt)
+    db.session.execute(
+        update(Registration)
+        .where(
+            Registration.id == pending.registration_id,
+            Registration.checkin_qr.is_(None),
+            Registration.anonymised_at.is_(None),
+        )
+        .values(checkin_qr=image)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()
 
 
 def _is_duplicate_email(exc: IntegrityError) -> bool:
