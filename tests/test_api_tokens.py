@@ -361,6 +361,7 @@ def test_patch_changes_only_the_fields_given(client, world):
     event = world["mine"]
     event.title_image_alt = "Das Rathaus"
     event.venue_address = "Markt 1"
+    event.retention_days = 30
     db.session.commit()
     headers = bearer(world["secrets"]["me"])
     response = client.patch(
@@ -378,7 +379,8 @@ def test_patch_changes_only_the_fields_given(client, world):
         "Bürgerhaus",
         "Markt 1",
     )
-    assert event.title_image_alt == "Das Rathaus"
+    assert event.title_image_alt == "Das Rathaus" and event.retention_days == 30
+    assert response.json["retention_days"] == 30
     assert [q.key for q in event.questions] == ["lunch"]  # not given: kept, answers too
     assert event.format == EventFormat.ON_SITE and event.status == EventStatus.PUBLISHED
     entry = db.session.scalars(select(AuditEntry).where(AuditEntry.action == "event.update")).one()

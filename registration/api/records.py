@@ -47,6 +47,7 @@ def event_record(event: Event) -> dict[str, Any]:
         },
         "reminder_days_before": event.reminder_days_before,
         "dial_in_hours_before": event.dial_in_hours_before,
+        "retention_days": event.retention_days,
         "questions": [
             {
                 "key": q.key,
