@@ -11,9 +11,9 @@ from typing import Any
 from flask import Blueprint, Response, abort, current_app, g, jsonify, request, url_for
 from flask_babel import get_locale
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload, selectinload
 from werkzeug.datastructures import MultiDict
 
 from ..extensions import db
@@ -92,6 +92,20 @@ def _public_event_or_404(slug: str) -> Event:
     return event
 
 
+#: A sign-up's event with its questions (the answers are checked against them) in one query,
+#: built once.
+_SIGNUP_EVENT = (
+    select(Event).where(Event.slug == bindparam("slug")).options(joinedload(Event.questions))
+)
+
+
+def _signup_event_or_404(slug: str) -> Event:
+    event = db.session.scalars(_SIGNUP_EVENT, {"slug": slug}).unique().first()
+    if event is None or event.status == EventStatus.DRAFT:
+        abort(404)
+    return event
+
+
 def _error(status: int, code: str, message: str) -> tuple[Any, int]:
     return jsonify({"error": code, "message": message}), status
 
@@ -164,7 +178,7 @@ def _parse_signup(body: Any) -> signup.SignupData:
 
 @bp.post("/events/<slug>/registrations")
 def create_registration(slug: str) -> Any:
-    event = _public_event_or_404(slug)
+    event = _signup_event_or_404(slug)
     body = request.get_json(force=True, silent=True)
     if body is None:
         return _error(400, "invalid_json", "The request body must be JSON.")
