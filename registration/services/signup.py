@@ -3,11 +3,14 @@
 Every function here first locks the event row (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite
 transactions hold the database write lock from their start, see database.py), then reads the seat
 counts and decides. Two sign-ups for the same event are therefore decided one after the other,
-however many processes serve them (DESIGN.md invariants 1 and 2).
+however many processes serve them (DESIGN.md invariants 1 and 2). Since every sign-up for an
+event queues for that lock, :func:`register` does all it can before taking it and as little as it
+can while holding it.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -15,7 +18,7 @@ from typing import Any
 
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import bindparam, func, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import make_transient_to_detached
 
 from .. import qrcode, tokens
@@ -38,6 +41,8 @@ from .errors import (
     NotActive,
     RegistrationClosed,
 )
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -329,10 +334,16 @@ def add_checkin_qr(result: SignupResult) -> None:
     if pending is None:
         return
     image = qrcode.checkin_png_for(pending.registration_id, pending.token_salt)
-    db.session.execute(
-        _STORE_CHECKIN_QR, {"qr_registration_id": pending.registration_id, "qr_image": image}
-    )
-    db.session.commit()
+    try:
+        db.session.execute(
+            _STORE_CHECKIN_QR, {"qr_registration_id": pending.registration_id, "qr_image": image}
+        )
+        db.session.commit()
+    except SQLAlchemyError:
+        # The sign-up itself is committed and must not be reported as failed: the mail worker
+        # makes the code when it is still missing.
+        db.session.rollback()
+        log.warning("check-in code of registration %s not stored", pending.registration_id)
 
 
 def _is_duplicate_email(exc: IntegrityError) -> bool:
