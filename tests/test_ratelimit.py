@@ -299,7 +299,7 @@ def test_nothing_else_is_limited(app, limited):
         "203.0.113.7",
     )
     for _ in range(3):
-        for url in ("/", "/archive", "/events/werkstatt", "/events.ics", "/privacy",
+        for url in ("/", "/archive", "/events/werkstatt", "/events.ics", "/datenschutz", "/healthz",
                     "/static/css/site.css", "/admin/login"):  # fmt: skip
             assert status_of_get(client, url) == 200, url
 

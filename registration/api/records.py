@@ -7,6 +7,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from ..models import Event, Registration, RegistrationStatus
+from ..services.events import question_record
 
 
 def _moment(value: datetime | None, zone: ZoneInfo) -> str | None:
@@ -48,17 +49,7 @@ def event_record(event: Event) -> dict[str, Any]:
         "reminder_days_before": event.reminder_days_before,
         "dial_in_hours_before": event.dial_in_hours_before,
         "retention_days": event.retention_days,
-        "questions": [
-            {
-                "key": q.key,
-                "label": q.label,
-                "help": q.help_text,
-                "kind": str(q.kind),
-                "required": q.required,
-                "options": list(q.options or []),
-            }
-            for q in event.questions
-        ],
+        "questions": [question_record(q) for q in event.questions],
     }
 
 

@@ -30,7 +30,7 @@ from ..models import (
 )
 from ..services import api_tokens, audit, signup
 from ..services.errors import InvalidInput, ServiceError
-from ..services.events import EventDataError, parse_event, upsert_event
+from ..services.events import EventDataError, parse_event, question_record, upsert_event
 from ..services.seats import SeatStatus, seat_status
 from ..timeutil import utcnow
 from .records import event_record, registration_record
@@ -71,17 +71,7 @@ def event_json(event: Event, seats: dict[Any, SeatStatus]) -> dict[str, Any]:
         "status": str(event.status),
         "registration_open": event.is_open,
         "seats": _seats_json(seats),
-        "questions": [
-            {
-                "key": q.key,
-                "label": q.label,
-                "help": q.help_text,
-                "kind": str(q.kind),
-                "required": q.required,
-                "options": list(q.options or []),
-            }
-            for q in event.questions
-        ],
+        "questions": [question_record(q) for q in event.questions],
     }
 
 
