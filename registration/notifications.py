@@ -159,7 +159,10 @@ def _email(row: OutboxMessage, registration: Registration, text: str, html: str)
             )
         )
     if _shows_qr(row.kind, registration):
-        image = registration.checkin_qr or qrcode.checkin_png(registration)
+        # Normally made right after the sign-up (signup.add_checkin_qr); if that step did not
+        # run (a crash after the commit), it is made now and stored with the worker's commit.
+        qrcode.ensure_checkin_qr(registration)
+        image = registration.checkin_qr
         attachments.append(Attachment("check-in.png", "image/png", image, "checkin-qr"))
     return Message(
         Email(

@@ -534,6 +534,7 @@ def participant_new(slug: str) -> Any:
                 details={"over_capacity": bool(form.over_capacity.data)},
             )  # fmt: skip
             db.session.commit()
+            signup.add_checkin_qr(result)
             flash(_("%(name)s has been added.", name=registration.full_name), "success")
             return redirect(
                 url_for("admin.participant", slug=slug, registration_id=registration.id)

@@ -11,9 +11,9 @@ from typing import Any
 from flask import Blueprint, Response, abort, current_app, g, jsonify, request, url_for
 from flask_babel import get_locale
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload, selectinload
 from werkzeug.datastructures import MultiDict
 
 from ..extensions import db
@@ -77,6 +77,20 @@ def event_json(event: Event, seats: dict[Any, SeatStatus]) -> dict[str, Any]:
 
 def _public_event_or_404(slug: str) -> Event:
     event = db.session.scalars(select(Event).where(Event.slug == slug)).first()
+    if event is None or event.status == EventStatus.DRAFT:
+        abort(404)
+    return event
+
+
+#: A sign-up's event with its questions (the answers are checked against them) in one query,
+#: built once.
+_SIGNUP_EVENT = (
+    select(Event).where(Event.slug == bindparam("slug")).options(joinedload(Event.questions))
+)
+
+
+def _signup_event_or_404(slug: str) -> Event:
+    event = db.session.scalars(_SIGNUP_EVENT, {"slug": slug}).unique().first()
     if event is None or event.status == EventStatus.DRAFT:
         abort(404)
     return event
@@ -154,7 +168,7 @@ def _parse_signup(body: Any) -> signup.SignupData:
 
 @bp.post("/events/<slug>/registrations")
 def create_registration(slug: str) -> Any:
-    event = _public_event_or_404(slug)
+    event = _signup_event_or_404(slug)
     body = request.get_json(force=True, silent=True)
     if body is None:
         return _error(400, "invalid_json", "The request body must be JSON.")
@@ -168,13 +182,14 @@ def create_registration(slug: str) -> Any:
         db.session.rollback()
         return _error(409, exc.code, str(exc))
     db.session.commit()
-    registration = result.registration
+    signup.add_checkin_qr(result)
+    # From the values in hand: the committed row is not read again.
     return (
         jsonify(
             {
-                "id": registration.id,
-                "status": str(registration.status),
-                "attendance": str(registration.attendance),
+                "id": result.registration_id,
+                "status": str(result.status),
+                "attendance": str(result.attendance),
                 "waitlist_position": result.waitlist_position,
                 "manage_url": manage_url(result.manage_token),
             }

@@ -127,6 +127,7 @@ def _signup(event: Event, *, embed: bool) -> Any:
             form.form_errors.append(str(exc))
         else:
             db.session.commit()
+            signup.add_checkin_qr(result)  # after the commit: outside the event lock
             ticket = _thanks_serializer().dumps(result.manage_token)
             endpoint = "public.embed_thanks" if embed else "public.thanks"
             return redirect(url_for(endpoint, slug=event.slug, ticket=ticket))

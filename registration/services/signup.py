@@ -3,19 +3,23 @@
 Every function here first locks the event row (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite
 transactions hold the database write lock from their start, see database.py), then reads the seat
 counts and decides. Two sign-ups for the same event are therefore decided one after the other,
-however many processes serve them (DESIGN.md invariants 1 and 2).
+however many processes serve them (DESIGN.md invariants 1 and 2). Since every sign-up for an
+event queues for that lock, :func:`register` does all it can before taking it and as little as it
+can while holding it.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import make_transient_to_detached
 
 from .. import qrcode, tokens
 from ..extensions import db
@@ -38,6 +42,8 @@ from .errors import (
     RegistrationClosed,
 )
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class SignupData:
@@ -55,22 +61,39 @@ class SignupData:
 
 
 @dataclass(frozen=True)
+class PendingCheckinCode:
+    """What :func:`add_checkin_qr` needs, kept so that it works after the commit without
+    reloading the registration."""
+
+    registration_id: int
+    token_salt: str
+
+
+@dataclass(frozen=True)
 class SignupResult:
     registration: Registration
     #: The secret for the manage link; only the participant (and their emails) ever see it.
     manage_token: str
     waitlist_position: int | None
+    #: The outcome as plain values, usable after the commit without reloading the row.
+    registration_id: int
+    status: RegistrationStatus
+    attendance: Attendance
+    #: Set when the registration needs a check-in QR code (see :func:`add_checkin_qr`).
+    checkin_code: PendingCheckinCode | None = None
+
+
+_LOCK_EVENT = (
+    select(Event)
+    .where(Event.id == bindparam("event_id"))
+    .with_for_update()
+    .execution_options(populate_existing=True)
+)
 
 
 def lock_event(event_id: int) -> Event:
     """Lock the event row for the rest of the transaction and return it freshly loaded."""
-    stmt = (
-        select(Event)
-        .where(Event.id == event_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-    return db.session.scalars(stmt).one()
+    return db.session.scalars(_LOCK_EVENT, {"event_id": event_id}).one()
 
 
 def _refresh(registration: Registration) -> Registration:
@@ -128,19 +151,40 @@ def _next_waitlist_order(event: Event) -> int:
     return (current or 0) + 1
 
 
-def _signup_counts(event: Event, mode: Attendance) -> tuple[int, int, int]:
-    """Confirmed and waiting in ``mode``, and the event's highest waitlist order (0: none), in
-    one query: a sign-up reads them while it holds the event lock, so every round trip counts.
+_IN_MODE = Registration.attendance == bindparam("mode")
+#: Statements of a sign-up, built once: SQLAlchemy's statement building costs about as much as
+#: the round trip, and every sign-up for an event waits for the one before it.
+_SIGNUP_COUNTS = select(
+    func.count().filter(_IN_MODE, Registration.status == RegistrationStatus.CONFIRMED),
+    func.count().filter(_IN_MODE, Registration.status == RegistrationStatus.WAITLISTED),
+    func.max(Registration.waitlist_order),
+    func.count().filter(
+        Registration.email_key == bindparam("email_key"),
+        Registration.status.in_(ACTIVE_STATUSES),
+    ),
+).where(Registration.event_id == bindparam("event_id"))
+_REGISTRATIONS = Registration.__table__
+_INSERT_REGISTRATION = insert(_REGISTRATIONS).returning(_REGISTRATIONS.c.id)
+_STORE_CHECKIN_QR = (
+    update(_REGISTRATIONS)
+    .where(
+        _REGISTRATIONS.c.id == bindparam("qr_registration_id"),
+        _REGISTRATIONS.c.checkin_qr.is_(None),
+        _REGISTRATIONS.c.anonymised_at.is_(None),
+    )
+    .values(checkin_qr=bindparam("qr_image"))
+)
+
+
+def _signup_counts(event: Event, mode: Attendance, email_key: str) -> tuple[int, int, int, bool]:
+    """Confirmed and waiting in ``mode``, the event's highest waitlist order (0: none), and
+    whether ``email_key`` has an active registration, in one query: a sign-up reads them while
+    it holds the event lock, so every round trip counts.
     """
-    in_mode = Registration.attendance == mode
     row = db.session.execute(
-        select(
-            func.count().filter(in_mode, Registration.status == RegistrationStatus.CONFIRMED),
-            func.count().filter(in_mode, Registration.status == RegistrationStatus.WAITLISTED),
-            func.max(Registration.waitlist_order),
-        ).where(Registration.event_id == event.id)
+        _SIGNUP_COUNTS, {"event_id": event.id, "mode": mode, "email_key": email_key}
     ).one()
-    return row[0], row[1], row[2] or 0
+    return row[0], row[1], row[2] or 0, row[3] > 0
 
 
 def _resolve_attendance(event: Event, requested: str | None) -> Attendance:
@@ -190,18 +234,36 @@ def register(
     now = now or utcnow()
     if not data.privacy_consent:
         raise InvalidInput({"privacy_consent": [_l("Please agree to the privacy notice.")]})
-    event = lock_event(event.id)
-    if by_organiser:
-        if event.status == EventStatus.CANCELLED:
-            raise RegistrationClosed()
-    elif not event.is_open_at(now):
-        raise RegistrationClosed()
-    mode = _resolve_attendance(event, data.attendance)
+    # Every sign-up for the event queues for its lock, so whatever does not need it happens
+    # before: the input is checked against the event as loaded (the checks that depend on the
+    # event run again on the locked row, without queries), the tokens are derived and the row's
+    # values are built. Under the lock: one query for the counts and the address, two INSERTs.
+    _check_open(event, now, by_organiser)
+    _resolve_attendance(event, data.attendance)
     valid_answers = answers.validate(event.questions, data.answers)
-    if find_active(event, data.email) is not None:
-        raise DuplicateRegistration()
+    email_key = data.email.strip().lower()
+    salt = tokens.new_salt()
+    manage_token = tokens.derive(salt, "manage")
+    values = {
+        "event_id": event.id,
+        "email": data.email.strip(),
+        "email_key": email_key,
+        "first_name": data.first_name.strip(),
+        "last_name": data.last_name.strip(),
+        "organisation": (data.organisation or "").strip(),
+        "language": data.language,
+        "privacy_consent_at": now,
+        "created_at": now,
+        "token_salt": salt,
+        "manage_token_hash": tokens.hash_token(manage_token),
+    }
 
-    confirmed, waiting, last_order = _signup_counts(event, mode)
+    event = lock_event(event.id)
+    _check_open(event, now, by_organiser)
+    mode = _resolve_attendance(event, data.attendance)
+    confirmed, waiting, last_order, duplicate = _signup_counts(event, mode, email_key)
+    if duplicate:
+        raise DuplicateRegistration()
     capacity = event.capacity_for(mode)
     if over_capacity or capacity is None or confirmed < capacity:
         status, order, position = RegistrationStatus.CONFIRMED, None, None
@@ -210,45 +272,78 @@ def register(
         status, order, position = RegistrationStatus.WAITLISTED, last_order + 1, waiting + 1
     else:
         raise EventFull()
-
-    salt = tokens.new_salt()
-    manage_token = tokens.derive(salt, "manage")
-    registration = Registration(
-        event_id=event.id,
-        email=data.email.strip(),
-        email_key=data.email.strip().lower(),
-        first_name=data.first_name.strip(),
-        last_name=data.last_name.strip(),
-        organisation=(data.organisation or "").strip(),
+    values.update(
         attendance=mode,
         status=status,
         waitlist_order=order,
-        language=data.language,
-        privacy_consent_at=now,
-        created_at=now,
         confirmed_at=now if status == RegistrationStatus.CONFIRMED else None,
-        token_salt=salt,
-        manage_token_hash=tokens.hash_token(manage_token),
     )
-    answers.attach(registration, valid_answers)
-    db.session.add(registration)
     try:
-        db.session.flush()
+        # A Core INSERT: the unit of work costs more than the statement, under the lock.
+        registration_id = db.session.execute(_INSERT_REGISTRATION, values).scalar_one()
     except IntegrityError as exc:
         db.session.rollback()
         if _is_duplicate_email(exc):  # the unique index is the last line of defence
             raise DuplicateRegistration() from exc
         raise  # anything else is a bug (e.g. in locking) and must not pass as a duplicate
-    if status == RegistrationStatus.CONFIRMED and mode == Attendance.ON_SITE:
-        # Only confirmed on-site participants get mails with the code; the waiting list gets it
-        # on promotion. Made here, while the event is locked, so it costs every sign-up behind
-        # this one: skip the look-up ensure_checkin_qr does (a new row has no code yet).
-        registration.checkin_qr = qrcode.checkin_png(registration)
+    registration = _persistent(Registration(id=registration_id, **values))
+    answers.attach(registration, valid_answers)
     outbox.enqueue_first(
         "confirmation" if status == RegistrationStatus.CONFIRMED else "waitlisted", registration
     )
     scheduling.dial_in_if_due(registration, event, now)
-    return SignupResult(registration, manage_token, position)
+    checkin = None
+    if status == RegistrationStatus.CONFIRMED and mode == Attendance.ON_SITE:
+        # Only confirmed on-site participants get mails with the code (the waiting list gets it
+        # on promotion). It costs milliseconds, so it is made after the commit by
+        # add_checkin_qr(), not under the event lock; the mail worker makes it if that step
+        # never ran (notifications.py).
+        checkin = PendingCheckinCode(registration_id, salt)
+    return SignupResult(
+        registration,
+        manage_token,
+        position,
+        registration_id=registration_id,
+        status=status,
+        attendance=mode,
+        checkin_code=checkin,
+    )
+
+
+def _check_open(event: Event, now: datetime, by_organiser: bool) -> None:
+    if by_organiser:
+        if event.status == EventStatus.CANCELLED:
+            raise RegistrationClosed()
+    elif not event.is_open_at(now):
+        raise RegistrationClosed()
+
+
+def _persistent(registration: Registration) -> Registration:
+    """Put a row inserted with Core into the session as if it had been loaded: later changes
+    (answers, a cancellation in the same transaction) go through the ORM as usual."""
+    make_transient_to_detached(registration)
+    db.session.add(registration)
+    return registration
+
+
+def add_checkin_qr(result: SignupResult) -> None:
+    """Store the check-in QR code of a committed sign-up that needs one, in a transaction of its
+    own (the registration row only, no event lock); commits. Call it after the sign-up's commit.
+    """
+    pending = result.checkin_code
+    if pending is None:
+        return
+    image = qrcode.checkin_png_for(pending.registration_id, pending.token_salt)
+    try:
+        db.session.execute(
+            _STORE_CHECKIN_QR, {"qr_registration_id": pending.registration_id, "qr_image": image}
+        )
+        db.session.commit()
+    except SQLAlchemyError:
+        # The sign-up itself is committed and must not be reported as failed: the mail worker
+        # makes the code when it is still missing.
+        db.session.rollback()
+        log.warning("check-in code of registration %s not stored", pending.registration_id)
 
 
 def _is_duplicate_email(exc: IntegrityError) -> bool:
