@@ -73,3 +73,9 @@ def init_app(app: Flask) -> None:
         engine = db.engine
         if engine.dialect.name == "sqlite":
             _configure_sqlite(engine)
+
+
+#: Set in ``session.info`` when a transaction changed what public pages show; the page cache
+#: (public/pagecache.py) empties itself after such a commit. ORM changes set it by themselves;
+#: Core statements on those tables (the sign-up's prebuilt INSERTs) set it explicitly.
+PAGES_CHANGED = "page_cache_stale"

@@ -39,6 +39,7 @@ from flask_babel import get_locale
 from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session, UOWTransaction
 
+from ..database import PAGES_CHANGED
 from ..models import Event, EventFile, Question, Registration
 
 EXTENSION_KEY = "page_cache"
@@ -167,12 +168,12 @@ def cached(view: Callable[..., Any]) -> Callable[..., Any]:
 def _note_changes(session: Session, _flush_context: UOWTransaction) -> None:
     for obj in (*session.new, *session.dirty, *session.deleted):
         if isinstance(obj, WATCHED_MODELS):
-            session.info["page_cache_stale"] = True
+            session.info[PAGES_CHANGED] = True
             return
 
 
 def _clear_after_commit(session: Session) -> None:
-    if session.info.pop("page_cache_stale", False) and has_app_context():
+    if session.info.pop(PAGES_CHANGED, False) and has_app_context():
         cache = current_app.extensions.get(EXTENSION_KEY)
         if cache is not None:
             cache.clear()

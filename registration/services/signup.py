@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import make_transient_to_detached
 
 from .. import qrcode, tokens
+from ..database import PAGES_CHANGED
 from ..extensions import db
 from ..models import (
     ACTIVE_STATUSES,
@@ -287,6 +288,7 @@ def register(
             raise DuplicateRegistration() from exc
         raise  # anything else is a bug (e.g. in locking) and must not pass as a duplicate
     registration = _persistent(Registration(id=registration_id, **values))
+    db.session.info[PAGES_CHANGED] = True  # a Core INSERT: the ORM does not see it
     answers.attach(registration, valid_answers)
     outbox.enqueue_first(
         "confirmation" if status == RegistrationStatus.CONFIRMED else "waitlisted", registration
