@@ -626,6 +626,16 @@ _RECORD_FIELDS = {
 }  # fmt: skip
 
 
+def _show_on_form(form: EventForm, path: str | None, message: str) -> None:
+    """A problem the import rules found at ``path`` (e.g. ``capacity.on_site``), translated, next
+    to its field; above the form when no field shows that value."""
+    target = form._fields.get(_RECORD_FIELDS.get(path, path)) if path else None
+    if target is not None:
+        target.errors = [*target.errors, translated(message)]
+    else:
+        form.form_errors.append(f"{path}: {translated(message)}" if path else translated(message))
+
+
 def _save_event(form: EventForm, event: Event | None) -> Event | None:
     """Validate with the import rules and create or update; errors go onto the form."""
     zone = event.zone if event is not None else ZoneInfo(current_app.config["TIMEZONE"])
@@ -637,13 +647,7 @@ def _save_event(form: EventForm, event: Event | None) -> Event | None:
         data = events_service.parse_event(record, record["slug"])
     except events_service.EventDataError as exc:
         for path, message in exc.fields:
-            name = _RECORD_FIELDS.get(path, path)
-            target = form._fields.get(name)
-            message = translated(message)
-            if target is not None:
-                target.errors = [*target.errors, message]
-            else:
-                form.form_errors.append(f"{path}: {message}")
+            _show_on_form(form, path, message)
         return None
     if (
         event is None
@@ -658,12 +662,7 @@ def _save_event(form: EventForm, event: Event | None) -> Event | None:
         saved, created = events_service.upsert_event(data)
     except ServiceError as exc:
         db.session.rollback()
-        path = getattr(exc, "field", None) or ""
-        target = form._fields.get(_RECORD_FIELDS.get(path, path))
-        if target is not None:
-            target.errors = [*target.errors, translated(exc.message)]
-        else:
-            form.form_errors.append(translated(exc.message))
+        _show_on_form(form, getattr(exc, "field", None), exc.message)
         return None
     if created:
         saved.organisers.append(current_user._get_current_object())
