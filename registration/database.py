@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from flask import Flask
-from sqlalchemy import DateTime, Engine, event
+from sqlalchemy import DateTime, Engine, Row, Select, event
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.compiler import Compiled
 from sqlalchemy.types import TypeDecorator
 
 from .extensions import db, migrate
@@ -79,3 +83,60 @@ def init_app(app: Flask) -> None:
 #: (public/pagecache.py) empties itself after such a commit. ORM changes set it by themselves;
 #: Core statements on those tables (the sign-up's prebuilt INSERTs) set it explicitly.
 PAGES_CHANGED = "page_cache_stale"
+
+
+def select_pipelined(
+    session: Session, statements: Sequence[tuple[Select[Any], Mapping[str, Any]]]
+) -> list[list[tuple[Any, ...]]]:
+    """Run ``statements`` (Core SELECTs with their parameters) in order in the session's
+    transaction and return each one's rows, converted by the columns' types as usual.
+
+    On PostgreSQL with psycopg they go to the server in one round trip (pipeline mode): the
+    server still runs them one after the other, each with its own snapshot, so a second
+    statement sees what was committed while the first waited for a row lock. That is what a
+    sign-up needs under its event lock, where every round trip is paid by all sign-ups queued
+    behind it. Elsewhere they simply run one after the other.
+
+    Parameters, and the statements' own literals, go to the driver as given (no bind
+    processing): ints, strings and ``StrEnum`` members. ``IN`` (an expanding parameter) is not
+    supported; write it as ``OR``.
+    """
+    connection = session.connection()
+    dialect = connection.dialect
+    if dialect.driver != "psycopg":
+        return [
+            [tuple(row) for row in session.execute(stmt, params)] for stmt, params in statements
+        ]
+    raw = connection.connection.driver_connection
+    compiled = [_compiled(stmt, dialect) for stmt, _ in statements]
+    cursors = []
+    with raw.pipeline():
+        for (sql, bound, _), (_, params) in zip(compiled, statements, strict=True):
+            cursors.append(raw.execute(sql, bound.construct_params(params)))
+    results = []
+    for (_, _, processors), cursor in zip(compiled, cursors, strict=True):
+        results.append(
+            [
+                tuple(p(v) if p else v for p, v in zip(processors, row, strict=True))
+                for row in cursor.fetchall()
+            ]
+        )
+    return results
+
+
+#: (id of the statement, dialect) -> (the statement, kept alive so its id stays unique; SQL text;
+#: compiled form; result processors).
+_COMPILED: dict[tuple[int, str], tuple[Select[Any], str, Compiled, list[Any]]] = {}
+
+
+def _compiled(stmt: Select[Any], dialect: Dialect) -> tuple[str, Compiled, list[Any]]:
+    """The SQL text of ``stmt`` for ``dialect``, its compiled form (for the parameters, literals
+    included) and its columns' result processors; cached (the statements are module-level
+    constants)."""
+    key = (id(stmt), dialect.name)
+    found = _COMPILED.get(key)
+    if found is None:
+        compiled: Compiled = stmt.compile(dialect=dialect)
+        processors = [c.type.result_processor(dialect, None) for c in stmt.selected_columns]
+        found = _COMPILED[key] = (stmt, str(compiled), compiled, processors)
+    return found[1:]

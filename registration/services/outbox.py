@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import CTE, Insert, String, bindparam, cast, func, insert, literal, select
 
 from ..extensions import db
 from ..models import OutboxMessage, OutboxStatus, Registration
@@ -41,24 +41,52 @@ def enqueue(
     return _add(kind, registration, key, payload)
 
 
-def enqueue_first(kind: str, registration: Registration) -> None:
+def enqueue_first(kind: str, registration_id: int, event_id: int) -> None:
     """Add the first email of a registration created in this transaction (a sign-up): nothing
     can be queued for it yet, so unlike :func:`enqueue` this does not look. One Core INSERT,
     sent at once: a sign-up does this under the event lock, where the unit of work's overhead
-    would cost every sign-up queued behind it."""
+    would cost every sign-up queued behind it. (On PostgreSQL a sign-up uses
+    :func:`with_first_mail` instead.)"""
     db.session.execute(
         _INSERT,
         {
             "kind": kind,
-            "registration_id": registration.id,
-            "event_id": registration.event_id,
-            "dedupe_key": f"{kind}:{registration.id}",
+            "registration_id": registration_id,
+            "event_id": event_id,
+            "dedupe_key": f"{kind}:{registration_id}",
         },
     )
 
 
 #: Built once (see enqueue_first); the columns' defaults fill in the rest.
 _INSERT = insert(OutboxMessage.__table__)
+
+
+def with_first_mail(new_registrations: CTE) -> Insert:
+    """A statement that inserts the rows of ``new_registrations`` (an ``INSERT ... RETURNING
+    id, event_id`` as a CTE) and queues the first email of each: a sign-up's two INSERTs in
+    one round trip (PostgreSQL). Its parameters: ``first_mail`` (the kind) and ``queued_at``;
+    the rows are those :func:`enqueue_first` writes. Returns the registrations' ids."""
+    table = OutboxMessage.__table__
+    kind = bindparam("first_mail", type_=String)
+    queued_at = bindparam("queued_at", type_=table.c.created_at.type)
+    columns = {
+        "kind": kind,
+        "registration_id": new_registrations.c.id,
+        "event_id": new_registrations.c.event_id,
+        "dedupe_key": kind + ":" + cast(new_registrations.c.id, String),
+        # The columns' defaults, written out: a nested INSERT leaves them unset.
+        "status": literal(OutboxStatus.PENDING.value, String),
+        "attempts": literal(0),
+        "next_attempt_at": queued_at,
+        "last_error": literal(""),
+        "created_at": queued_at,
+    }
+    return (
+        insert(table)
+        .from_select(list(columns), select(*columns.values()), include_defaults=False)
+        .returning(table.c.registration_id)
+    )
 
 
 def enqueue_keyed(

@@ -17,12 +17,13 @@ from datetime import datetime
 from typing import Any
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
 
 from .. import qrcode, tokens
-from ..database import PAGES_CHANGED
+from ..database import PAGES_CHANGED, select_pipelined
 from ..extensions import db
 from ..models import (
     ACTIVE_STATUSES,
@@ -152,20 +153,56 @@ def _next_waitlist_order(event: Event) -> int:
     return (current or 0) + 1
 
 
-_IN_MODE = Registration.attendance == bindparam("mode")
 #: Statements of a sign-up, built once: SQLAlchemy's statement building costs about as much as
 #: the round trip, and every sign-up for an event waits for the one before it.
+#: The lock, returning what the decision needs from the event row as it is now.
+_LOCK_FOR_SIGNUP = (
+    select(
+        Event.status,
+        Event.format,
+        Event.capacity_on_site,
+        Event.capacity_online,
+        Event.waitlist_enabled,
+        Event.registration_opens_at,
+        Event.registration_closes_at,
+        Event.starts_at,
+    )
+    .where(Event.id == bindparam("event_id"))
+    .with_for_update()
+)
+_CONFIRMED = Registration.status == RegistrationStatus.CONFIRMED
+_WAITING = Registration.status == RegistrationStatus.WAITLISTED
+_ON_SITE = Registration.attendance == Attendance.ON_SITE
+_ONLINE = Registration.attendance == Attendance.ONLINE
+#: Confirmed and waiting per mode, the highest waitlist order and whether the address has an
+#: active registration, in one query.
 _SIGNUP_COUNTS = select(
-    func.count().filter(_IN_MODE, Registration.status == RegistrationStatus.CONFIRMED),
-    func.count().filter(_IN_MODE, Registration.status == RegistrationStatus.WAITLISTED),
+    func.count().filter(_ON_SITE, _CONFIRMED),
+    func.count().filter(_ON_SITE, _WAITING),
+    func.count().filter(_ONLINE, _CONFIRMED),
+    func.count().filter(_ONLINE, _WAITING),
     func.max(Registration.waitlist_order),
     func.count().filter(
         Registration.email_key == bindparam("email_key"),
-        Registration.status.in_(ACTIVE_STATUSES),
+        or_(*(Registration.status == status for status in ACTIVE_STATUSES)),
     ),
 ).where(Registration.event_id == bindparam("event_id"))
 _REGISTRATIONS = Registration.__table__
+#: The columns a sign-up writes (the keys of the values register() builds).
+_SIGNUP_COLUMNS = (
+    "event_id", "email", "email_key", "first_name", "last_name", "organisation", "language",
+    "privacy_consent_at", "created_at", "token_salt", "manage_token_hash", "attendance",
+    "status", "waitlist_order", "confirmed_at",
+)  # fmt: skip
 _INSERT_REGISTRATION = insert(_REGISTRATIONS).returning(_REGISTRATIONS.c.id)
+#: PostgreSQL: the registration and its first email in one statement. Its parameters are the
+#: columns with a ``new_`` prefix (the outbox's own defaults are parameters too).
+_INSERT_WITH_FIRST_MAIL = outbox.with_first_mail(
+    insert(_REGISTRATIONS)
+    .values({c: bindparam(f"new_{c}", type_=_REGISTRATIONS.c[c].type) for c in _SIGNUP_COLUMNS})
+    .returning(_REGISTRATIONS.c.id, _REGISTRATIONS.c.event_id)
+    .cte("new_registration")
+)
 _STORE_CHECKIN_QR = (
     update(_REGISTRATIONS)
     .where(
@@ -177,15 +214,31 @@ _STORE_CHECKIN_QR = (
 )
 
 
-def _signup_counts(event: Event, mode: Attendance, email_key: str) -> tuple[int, int, int, bool]:
-    """Confirmed and waiting in ``mode``, the event's highest waitlist order (0: none), and
-    whether ``email_key`` has an active registration, in one query: a sign-up reads them while
-    it holds the event lock, so every round trip counts.
-    """
-    row = db.session.execute(
-        _SIGNUP_COUNTS, {"event_id": event.id, "mode": mode, "email_key": email_key}
-    ).one()
-    return row[0], row[1], row[2] or 0, row[3] > 0
+@dataclass(frozen=True)
+class _Counts:
+    confirmed: dict[Attendance, int]
+    waiting: dict[Attendance, int]
+    last_order: int
+    duplicate: bool
+
+
+def _lock_and_count(event: Event, email_key: str) -> _Counts:
+    """Lock the event row, bring ``event``'s sign-up settings up to date from it and count its
+    registrations, in one round trip on PostgreSQL (see database.select_pipelined): a sign-up
+    does this under the event lock, so every round trip counts."""
+    params = {"event_id": event.id, "email_key": email_key}
+    (locked,), (counts,) = select_pipelined(
+        db.session, [(_LOCK_FOR_SIGNUP, params), (_SIGNUP_COUNTS, params)]
+    )
+    for column, value in zip(_LOCK_FOR_SIGNUP.selected_columns, locked, strict=True):
+        set_committed_value(event, column.key, value)
+    on_site_confirmed, on_site_waiting, online_confirmed, online_waiting, last, dup = counts
+    return _Counts(
+        confirmed={Attendance.ON_SITE: on_site_confirmed, Attendance.ONLINE: online_confirmed},
+        waiting={Attendance.ON_SITE: on_site_waiting, Attendance.ONLINE: online_waiting},
+        last_order=last or 0,
+        duplicate=dup > 0,
+    )
 
 
 def _resolve_attendance(event: Event, requested: str | None) -> Attendance:
@@ -259,18 +312,18 @@ def register(
         "manage_token_hash": tokens.hash_token(manage_token),
     }
 
-    event = lock_event(event.id)
+    counts = _lock_and_count(event, email_key)
     _check_open(event, now, by_organiser)
     mode = _resolve_attendance(event, data.attendance)
-    confirmed, waiting, last_order, duplicate = _signup_counts(event, mode, email_key)
-    if duplicate:
+    if counts.duplicate:
         raise DuplicateRegistration()
     capacity = event.capacity_for(mode)
-    if over_capacity or capacity is None or confirmed < capacity:
+    if over_capacity or capacity is None or counts.confirmed[mode] < capacity:
         status, order, position = RegistrationStatus.CONFIRMED, None, None
     elif event.waitlist_enabled:
         # Behind everyone who waits for this mode: the new order is above every existing one.
-        status, order, position = RegistrationStatus.WAITLISTED, last_order + 1, waiting + 1
+        status, order = RegistrationStatus.WAITLISTED, counts.last_order + 1
+        position = counts.waiting[mode] + 1
     else:
         raise EventFull()
     values.update(
@@ -279,9 +332,9 @@ def register(
         waitlist_order=order,
         confirmed_at=now if status == RegistrationStatus.CONFIRMED else None,
     )
+    first_mail = "confirmation" if status == RegistrationStatus.CONFIRMED else "waitlisted"
     try:
-        # A Core INSERT: the unit of work costs more than the statement, under the lock.
-        registration_id = db.session.execute(_INSERT_REGISTRATION, values).scalar_one()
+        registration_id = _insert_with_first_mail(values, first_mail)
     except IntegrityError as exc:
         db.session.rollback()
         if _is_duplicate_email(exc):  # the unique index is the last line of defence
@@ -290,9 +343,6 @@ def register(
     registration = _persistent(Registration(id=registration_id, **values))
     db.session.info[PAGES_CHANGED] = True  # a Core INSERT: the ORM does not see it
     answers.attach(registration, valid_answers)
-    outbox.enqueue_first(
-        "confirmation" if status == RegistrationStatus.CONFIRMED else "waitlisted", registration
-    )
     scheduling.dial_in_if_due(registration, event, now)
     checkin = None
     if status == RegistrationStatus.CONFIRMED and mode == Attendance.ON_SITE:
@@ -310,6 +360,21 @@ def register(
         attendance=mode,
         checkin_code=checkin,
     )
+
+
+def _insert_with_first_mail(values: dict[str, Any], first_mail: str) -> int:
+    """INSERT the registration and queue its first email (of kind ``first_mail``); returns the
+    new id. Core statements, not the unit of work, and on PostgreSQL one round trip: a sign-up
+    does this under the event lock, so every sign-up queued behind it pays for the time."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        params = {f"new_{column}": value for column, value in values.items()}
+        return db.session.execute(
+            _INSERT_WITH_FIRST_MAIL,
+            {**params, "first_mail": first_mail, "queued_at": values["created_at"]},
+        ).scalar_one()
+    registration_id = db.session.execute(_INSERT_REGISTRATION, values).scalar_one()
+    outbox.enqueue_first(first_mail, registration_id, values["event_id"])
+    return registration_id
 
 
 def _check_open(event: Event, now: datetime, by_organiser: bool) -> None:
