@@ -7,8 +7,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask import Flask
-from sqlalchemy import DateTime, Engine, Row, Select, event
+from sqlalchemy import Connection, DateTime, Engine, Select, event
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.compiler import Compiled
 from sqlalchemy.types import TypeDecorator
@@ -85,43 +86,74 @@ def init_app(app: Flask) -> None:
 PAGES_CHANGED = "page_cache_stale"
 
 
-def select_pipelined(
-    session: Session, statements: Sequence[tuple[Select[Any], Mapping[str, Any]]]
+def execute_pipelined(
+    session: Session,
+    statements: Sequence[tuple[Select[Any], Mapping[str, Any]]],
+    *,
+    commit: bool = False,
 ) -> list[list[tuple[Any, ...]]]:
-    """Run ``statements`` (Core SELECTs with their parameters) in order in the session's
-    transaction and return each one's rows, converted by the columns' types as usual.
+    """Run ``statements`` (Core SELECTs, also ones with data-modifying CTEs, each with its
+    parameters) in order in the session's transaction, commit it if ``commit``, and return
+    each statement's rows, converted by the columns' types as usual.
 
-    On PostgreSQL with psycopg they go to the server in one round trip (pipeline mode): the
-    server still runs them one after the other, each with its own snapshot, so a second
-    statement sees what was committed while the first waited for a row lock. That is what a
-    sign-up needs under its event lock, where every round trip is paid by all sign-ups queued
-    behind it. Elsewhere they simply run one after the other.
+    On PostgreSQL with psycopg all of it goes to the server in one round trip (pipeline mode).
+    The server still runs the statements one after the other, each with its own snapshot, so
+    a statement sees what was committed while an earlier one waited for a row lock; and a lock
+    taken by the first is held only while the server works, not while this process waits for
+    answers and for its turn on the CPU. That is what a sign-up needs: every sign-up for an
+    event queues for its lock. Elsewhere the statements run one after the other.
+
+    ``commit`` needs a session with nothing left to flush (the pipeline bypasses the unit of
+    work); the session's own commit then only ends its bookkeeping (and runs its hooks).
 
     Parameters, and the statements' own literals, go to the driver as given (no bind
-    processing): ints, strings and ``StrEnum`` members. ``IN`` (an expanding parameter) is not
-    supported; write it as ``OR``.
+    processing): ints, strings, bools, aware datetimes and ``StrEnum`` members. ``IN`` (an
+    expanding parameter) is not supported; write it as ``OR``.
     """
+    if commit and (session.new or session.dirty or session.deleted):
+        raise RuntimeError("execute_pipelined(commit=True) with unflushed changes")
     connection = session.connection()
     dialect = connection.dialect
     if dialect.driver != "psycopg":
-        return [
+        results = [
             [tuple(row) for row in session.execute(stmt, params)] for stmt, params in statements
         ]
+    else:
+        results = _pipeline(connection, statements, commit)
+    if commit:
+        session.commit()
+    return results
+
+
+def _pipeline(
+    connection: Connection,
+    statements: Sequence[tuple[Select[Any], Mapping[str, Any]]],
+    commit: bool,
+) -> list[list[tuple[Any, ...]]]:
+    dialect = connection.dialect
     raw = connection.connection.driver_connection
     compiled = [_compiled(stmt, dialect) for stmt, _ in statements]
     cursors = []
-    with raw.pipeline():
-        for (sql, bound, _), (_, params) in zip(compiled, statements, strict=True):
-            cursors.append(raw.execute(sql, bound.construct_params(params)))
-    results = []
-    for (_, _, processors), cursor in zip(compiled, cursors, strict=True):
-        results.append(
-            [
-                tuple(p(v) if p else v for p, v in zip(processors, row, strict=True))
-                for row in cursor.fetchall()
-            ]
-        )
-    return results
+    sql = ""
+    try:
+        with raw.pipeline():
+            for (sql, bound, _), (_, params) in zip(compiled, statements, strict=True):
+                cursors.append(raw.execute(sql, bound.construct_params(params)))
+            if commit:
+                raw.commit()
+    except dialect.loaded_dbapi.Error as exc:
+        # As SQLAlchemy would raise it (e.g. IntegrityError), parameters hidden as configured.
+        raise DBAPIError.instance(
+            sql, None, exc, dialect.loaded_dbapi.Error,
+            hide_parameters=connection.engine.hide_parameters, dialect=dialect,
+        ) from exc  # fmt: skip
+    return [
+        [
+            tuple(p(v) if p else v for p, v in zip(processors, row, strict=True))
+            for row in cursor.fetchall()
+        ]
+        for (_, _, processors), cursor in zip(compiled, cursors, strict=True)
+    ]
 
 
 #: (id of the statement, dialect) -> (the statement, kept alive so its id stays unique; SQL text;

@@ -174,14 +174,13 @@ def create_registration(slug: str) -> Any:
         return _error(400, "invalid_json", "The request body must be JSON.")
     try:
         data = _parse_signup(body)
-        result = signup.register(event, data)
+        result = signup.register(event, data, commit=True)
     except InvalidInput as exc:
         db.session.rollback()
         return _validation_error(exc.errors)
     except ServiceError as exc:
         db.session.rollback()
         return _error(409, exc.code, str(exc))
-    db.session.commit()
     signup.add_checkin_qr(result)
     # From the values in hand: the committed row is not read again.
     return (

@@ -112,7 +112,7 @@ def _signup(event: Event, *, embed: bool) -> Any:
             answers=form.answers_data(),
         )
         try:
-            result = signup.register(event, data)
+            result = signup.register(event, data, commit=True)
         except InvalidInput as exc:
             db.session.rollback()
             for name, messages in exc.errors.items():
@@ -126,7 +126,6 @@ def _signup(event: Event, *, embed: bool) -> Any:
             db.session.rollback()
             form.form_errors.append(str(exc))
         else:
-            db.session.commit()
             signup.add_checkin_qr(result)  # after the commit: outside the event lock
             ticket = _thanks_serializer().dumps(result.manage_token)
             endpoint = "public.embed_thanks" if embed else "public.thanks"

@@ -7,7 +7,8 @@ from typing import Any
 
 from flask_babel import lazy_gettext as _l
 
-from ..models import Answer, Question, QuestionKind, Registration
+from ..extensions import db
+from ..models import Answer, Question, QuestionKind
 from .errors import InvalidInput
 
 MAX_TEXT = 2000
@@ -105,10 +106,12 @@ def validate(questions: list[Question], raw: Mapping[str, Any] | None) -> dict[i
     return result
 
 
-def attach(registration: Registration, answers: dict[int, Any]) -> None:
-    """Store validated answers on a new registration."""
-    for question_id, value in answers.items():
-        registration.answers.append(Answer(question_id=question_id, value=value))
+def store(registration_id: int, answers: dict[int, Any]) -> None:
+    """Store validated answers of a new registration (with the session's next flush)."""
+    db.session.add_all(
+        Answer(registration_id=registration_id, question_id=question_id, value=value)
+        for question_id, value in answers.items()
+    )
 
 
 def display(question: Question, value: Any) -> str:

@@ -5,7 +5,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CTE, Insert, String, bindparam, cast, func, insert, literal, select
+from sqlalchemy import (
+    CTE,
+    ColumnElement,
+    Insert,
+    String,
+    bindparam,
+    cast,
+    func,
+    insert,
+    literal,
+    select,
+)
 
 from ..extensions import db
 from ..models import OutboxMessage, OutboxStatus, Registration
@@ -62,13 +73,13 @@ def enqueue_first(kind: str, registration_id: int, event_id: int) -> None:
 _INSERT = insert(OutboxMessage.__table__)
 
 
-def with_first_mail(new_registrations: CTE) -> Insert:
-    """A statement that inserts the rows of ``new_registrations`` (an ``INSERT ... RETURNING
-    id, event_id`` as a CTE) and queues the first email of each: a sign-up's two INSERTs in
-    one round trip (PostgreSQL). Its parameters: ``first_mail`` (the kind) and ``queued_at``;
-    the rows are those :func:`enqueue_first` writes. Returns the registrations' ids."""
+def with_first_mail(new_registrations: CTE, kind: ColumnElement[str]) -> Insert:
+    """A statement that queues the first email of each row of ``new_registrations`` (a CTE
+    with the ``id`` and ``event_id`` of registrations it inserts), of the kind ``kind`` (an
+    expression over its columns), with the rows and keys :func:`enqueue_first` writes: the
+    sign-up's second INSERT in the same statement (PostgreSQL, services/decision.py). Its
+    parameter ``queued_at`` is the time of the sign-up."""
     table = OutboxMessage.__table__
-    kind = bindparam("first_mail", type_=String)
     queued_at = bindparam("queued_at", type_=table.c.created_at.type)
     columns = {
         "kind": kind,
@@ -82,10 +93,8 @@ def with_first_mail(new_registrations: CTE) -> Insert:
         "last_error": literal(""),
         "created_at": queued_at,
     }
-    return (
-        insert(table)
-        .from_select(list(columns), select(*columns.values()), include_defaults=False)
-        .returning(table.c.registration_id)
+    return insert(table).from_select(
+        list(columns), select(*columns.values()), include_defaults=False
     )
 
 

@@ -17,13 +17,12 @@ from datetime import datetime
 from typing import Any
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import bindparam, func, insert, or_, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
-from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
 from .. import qrcode, tokens
-from ..database import PAGES_CHANGED, select_pipelined
+from ..database import PAGES_CHANGED, execute_pipelined
 from ..extensions import db
 from ..models import (
     ACTIVE_STATUSES,
@@ -34,7 +33,7 @@ from ..models import (
     RegistrationStatus,
 )
 from ..timeutil import utcnow
-from . import answers, outbox, scheduling
+from . import answers, decision, outbox, scheduling
 from .errors import (
     DuplicateRegistration,
     EventFull,
@@ -73,7 +72,6 @@ class PendingCheckinCode:
 
 @dataclass(frozen=True)
 class SignupResult:
-    registration: Registration
     #: The secret for the manage link; only the participant (and their emails) ever see it.
     manage_token: str
     waitlist_position: int | None
@@ -83,6 +81,12 @@ class SignupResult:
     attendance: Attendance
     #: Set when the registration needs a check-in QR code (see :func:`add_checkin_qr`).
     checkin_code: PendingCheckinCode | None = None
+
+    @property
+    def registration(self) -> Registration:
+        """The registration (from the session, else loaded: the sign-up wrote it with Core
+        statements)."""
+        return db.session.get_one(Registration, self.registration_id)
 
 
 _LOCK_EVENT = (
@@ -153,56 +157,9 @@ def _next_waitlist_order(event: Event) -> int:
     return (current or 0) + 1
 
 
-#: Statements of a sign-up, built once: SQLAlchemy's statement building costs about as much as
-#: the round trip, and every sign-up for an event waits for the one before it.
-#: The lock, returning what the decision needs from the event row as it is now.
-_LOCK_FOR_SIGNUP = (
-    select(
-        Event.status,
-        Event.format,
-        Event.capacity_on_site,
-        Event.capacity_online,
-        Event.waitlist_enabled,
-        Event.registration_opens_at,
-        Event.registration_closes_at,
-        Event.starts_at,
-    )
-    .where(Event.id == bindparam("event_id"))
-    .with_for_update()
-)
-_CONFIRMED = Registration.status == RegistrationStatus.CONFIRMED
-_WAITING = Registration.status == RegistrationStatus.WAITLISTED
-_ON_SITE = Registration.attendance == Attendance.ON_SITE
-_ONLINE = Registration.attendance == Attendance.ONLINE
-#: Confirmed and waiting per mode, the highest waitlist order and whether the address has an
-#: active registration, in one query.
-_SIGNUP_COUNTS = select(
-    func.count().filter(_ON_SITE, _CONFIRMED),
-    func.count().filter(_ON_SITE, _WAITING),
-    func.count().filter(_ONLINE, _CONFIRMED),
-    func.count().filter(_ONLINE, _WAITING),
-    func.max(Registration.waitlist_order),
-    func.count().filter(
-        Registration.email_key == bindparam("email_key"),
-        or_(*(Registration.status == status for status in ACTIVE_STATUSES)),
-    ),
-).where(Registration.event_id == bindparam("event_id"))
 _REGISTRATIONS = Registration.__table__
-#: The columns a sign-up writes (the keys of the values register() builds).
-_SIGNUP_COLUMNS = (
-    "event_id", "email", "email_key", "first_name", "last_name", "organisation", "language",
-    "privacy_consent_at", "created_at", "token_salt", "manage_token_hash", "attendance",
-    "status", "waitlist_order", "confirmed_at",
-)  # fmt: skip
+#: Built once: SQLAlchemy's statement building costs about as much as the round trip.
 _INSERT_REGISTRATION = insert(_REGISTRATIONS).returning(_REGISTRATIONS.c.id)
-#: PostgreSQL: the registration and its first email in one statement. Its parameters are the
-#: columns with a ``new_`` prefix (the outbox's own defaults are parameters too).
-_INSERT_WITH_FIRST_MAIL = outbox.with_first_mail(
-    insert(_REGISTRATIONS)
-    .values({c: bindparam(f"new_{c}", type_=_REGISTRATIONS.c[c].type) for c in _SIGNUP_COLUMNS})
-    .returning(_REGISTRATIONS.c.id, _REGISTRATIONS.c.event_id)
-    .cte("new_registration")
-)
 _STORE_CHECKIN_QR = (
     update(_REGISTRATIONS)
     .where(
@@ -212,33 +169,6 @@ _STORE_CHECKIN_QR = (
     )
     .values(checkin_qr=bindparam("qr_image"))
 )
-
-
-@dataclass(frozen=True)
-class _Counts:
-    confirmed: dict[Attendance, int]
-    waiting: dict[Attendance, int]
-    last_order: int
-    duplicate: bool
-
-
-def _lock_and_count(event: Event, email_key: str) -> _Counts:
-    """Lock the event row, bring ``event``'s sign-up settings up to date from it and count its
-    registrations, in one round trip on PostgreSQL (see database.select_pipelined): a sign-up
-    does this under the event lock, so every round trip counts."""
-    params = {"event_id": event.id, "email_key": email_key}
-    (locked,), (counts,) = select_pipelined(
-        db.session, [(_LOCK_FOR_SIGNUP, params), (_SIGNUP_COUNTS, params)]
-    )
-    for column, value in zip(_LOCK_FOR_SIGNUP.selected_columns, locked, strict=True):
-        set_committed_value(event, column.key, value)
-    on_site_confirmed, on_site_waiting, online_confirmed, online_waiting, last, dup = counts
-    return _Counts(
-        confirmed={Attendance.ON_SITE: on_site_confirmed, Attendance.ONLINE: online_confirmed},
-        waiting={Attendance.ON_SITE: on_site_waiting, Attendance.ONLINE: online_waiting},
-        last_order=last or 0,
-        duplicate=dup > 0,
-    )
 
 
 def _resolve_attendance(event: Event, requested: str | None) -> Attendance:
@@ -275,11 +205,14 @@ def register(
     now: datetime | None = None,
     by_organiser: bool = False,
     over_capacity: bool = False,
+    commit: bool = False,
 ) -> SignupResult:
     """Sign a participant up: confirmed while seats are left, else waitlisted (if enabled).
 
     ``by_organiser`` (a phone sign-up entered in the back office) ignores the sign-up window;
     ``over_capacity`` confirms even when the mode is full (an organiser's explicit decision).
+    ``commit`` commits the session (which must hold no other changes) before returning; where
+    it can, together with the sign-up's statements (see below).
 
     Raises :class:`RegistrationClosed`, :class:`DuplicateRegistration`, :class:`EventFull` or
     :class:`InvalidInput` (fields, custom answers as ``answers.<key>``). Nothing is written when
@@ -289,11 +222,12 @@ def register(
     if not data.privacy_consent:
         raise InvalidInput({"privacy_consent": [_l("Please agree to the privacy notice.")]})
     # Every sign-up for the event queues for its lock, so whatever does not need it happens
-    # before: the input is checked against the event as loaded (the checks that depend on the
-    # event run again on the locked row, without queries), the tokens are derived and the row's
-    # values are built. Under the lock: one query for the counts and the address, two INSERTs.
+    # before: the input is checked against the event as loaded, the tokens are derived and the
+    # row's values are built. Under the lock the database decides (services/decision.py): on
+    # PostgreSQL the lock, the decision with both INSERTs and usually the COMMIT go to the
+    # server in one round trip.
     _check_open(event, now, by_organiser)
-    _resolve_attendance(event, data.attendance)
+    mode = _resolve_attendance(event, data.attendance)
     valid_answers = answers.validate(event.questions, data.answers)
     email_key = data.email.strip().lower()
     salt = tokens.new_salt()
@@ -310,40 +244,43 @@ def register(
         "created_at": now,
         "token_salt": salt,
         "manage_token_hash": tokens.hash_token(manage_token),
+        "attendance": mode,
     }
-
-    counts = _lock_and_count(event, email_key)
-    _check_open(event, now, by_organiser)
-    mode = _resolve_attendance(event, data.attendance)
-    if counts.duplicate:
-        raise DuplicateRegistration()
-    capacity = event.capacity_for(mode)
-    if over_capacity or capacity is None or counts.confirmed[mode] < capacity:
-        status, order, position = RegistrationStatus.CONFIRMED, None, None
-    elif event.waitlist_enabled:
-        # Behind everyone who waits for this mode: the new order is above every existing one.
-        status, order = RegistrationStatus.WAITLISTED, counts.last_order + 1
-        position = counts.waiting[mode] + 1
-    else:
-        raise EventFull()
-    values.update(
-        attendance=mode,
-        status=status,
-        waitlist_order=order,
-        confirmed_at=now if status == RegistrationStatus.CONFIRMED else None,
+    params = {
+        "event_id": event.id,
+        "email_key": email_key,
+        "mode": mode,
+        "mode_chosen": data.attendance not in (None, ""),
+        "now": now,
+        "by_organiser": by_organiser,
+        "over_capacity": over_capacity,
+    }
+    # Answers and a dial-in mail due at once need the new id, so they follow the INSERT; then
+    # the COMMIT cannot go with it. (The worker queues a dial-in mail the app missed.)
+    finish_at_once = (
+        commit
+        and not valid_answers
+        and not (mode == Attendance.ONLINE and scheduling.dial_in_due(event, now))
     )
-    first_mail = "confirmation" if status == RegistrationStatus.CONFIRMED else "waitlisted"
+    db.session.info[PAGES_CHANGED] = True  # Core INSERTs: the ORM does not see them
     try:
-        registration_id = _insert_with_first_mail(values, first_mail)
+        row, registration_id = _decide(values, params, finish_at_once)
     except IntegrityError as exc:
         db.session.rollback()
         if _is_duplicate_email(exc):  # the unique index is the last line of defence
             raise DuplicateRegistration() from exc
         raise  # anything else is a bug (e.g. in locking) and must not pass as a duplicate
-    registration = _persistent(Registration(id=registration_id, **values))
-    db.session.info[PAGES_CHANGED] = True  # a Core INSERT: the ORM does not see it
-    answers.attach(registration, valid_answers)
-    scheduling.dial_in_if_due(registration, event, now)
+    outcome, _confirmed, waiting, _last_order, *event_values = row
+    for column, value in zip(decision.EVENT_COLUMNS, event_values, strict=True):
+        set_committed_value(event, column.key, value)  # the row as it was decided on
+    if registration_id is None:
+        _refuse(decision.Outcome(outcome), event, data)
+    status = RegistrationStatus(outcome)
+    answers.store(registration_id, valid_answers)
+    if mode == Attendance.ONLINE and status == RegistrationStatus.CONFIRMED:
+        scheduling.dial_in_if_due(db.session.get(Registration, registration_id), event, now)
+    if commit and not finish_at_once:
+        db.session.commit()
     checkin = None
     if status == RegistrationStatus.CONFIRMED and mode == Attendance.ON_SITE:
         # Only confirmed on-site participants get mails with the code (the waiting list gets it
@@ -352,9 +289,8 @@ def register(
         # never ran (notifications.py).
         checkin = PendingCheckinCode(registration_id, salt)
     return SignupResult(
-        registration,
         manage_token,
-        position,
+        waiting + 1 if status == RegistrationStatus.WAITLISTED else None,
         registration_id=registration_id,
         status=status,
         attendance=mode,
@@ -362,19 +298,57 @@ def register(
     )
 
 
-def _insert_with_first_mail(values: dict[str, Any], first_mail: str) -> int:
-    """INSERT the registration and queue its first email (of kind ``first_mail``); returns the
-    new id. Core statements, not the unit of work, and on PostgreSQL one round trip: a sign-up
-    does this under the event lock, so every sign-up queued behind it pays for the time."""
+def _decide(
+    values: dict[str, Any], params: dict[str, Any], commit: bool
+) -> tuple[tuple[Any, ...], int | None]:
+    """Lock the event, let the database decide (decision.py) and, when it accepts, insert the
+    registration and queue its first email; commit if ``commit``. Returns the decision's row
+    and the new id (``None``: refused, nothing written)."""
     if db.session.get_bind().dialect.name == "postgresql":
-        params = {f"new_{column}": value for column, value in values.items()}
-        return db.session.execute(
-            _INSERT_WITH_FIRST_MAIL,
-            {**params, "first_mail": first_mail, "queued_at": values["created_at"]},
+        new = {f"new_{name}": values[name] for name in decision.NEW_COLUMNS}
+        _, (row,) = execute_pipelined(
+            db.session,
+            [
+                (decision.LOCK, params),
+                (decision.DECIDE_AND_INSERT, {**params, **new, "queued_at": params["now"]}),
+            ],
+            commit=commit,
+        )
+        return row[:-1], row[-1]
+    # SQLite: the transaction has held the database's write lock since its start.
+    ((row,),) = execute_pipelined(db.session, [(decision.DECISION, params)])
+    outcome = decision.Outcome(row[0])
+    registration_id = None
+    if outcome in decision.ACCEPTED:
+        registration_id = db.session.execute(
+            _INSERT_REGISTRATION,
+            {
+                **values,
+                "status": outcome.value,
+                "waitlist_order": row[3] + 1 if outcome == decision.Outcome.WAITLISTED else None,
+                "confirmed_at": params["now"] if outcome == decision.Outcome.CONFIRMED else None,
+            },
         ).scalar_one()
-    registration_id = db.session.execute(_INSERT_REGISTRATION, values).scalar_one()
-    outbox.enqueue_first(first_mail, registration_id, values["event_id"])
-    return registration_id
+        outbox.enqueue_first(
+            "confirmation" if outcome == decision.Outcome.CONFIRMED else "waitlisted",
+            registration_id,
+            values["event_id"],
+        )
+    if commit:
+        db.session.commit()
+    return row, registration_id
+
+
+def _refuse(outcome: decision.Outcome, event: Event, data: SignupData) -> None:
+    """Raise the error for a refused sign-up (``event`` as it was decided on)."""
+    if outcome == decision.Outcome.CLOSED:
+        raise RegistrationClosed()
+    if outcome == decision.Outcome.ATTENDANCE:
+        _resolve_attendance(event, data.attendance)  # raises with the precise message
+        raise InvalidInput({"attendance": [_l("Please choose on site or online.")]})
+    if outcome == decision.Outcome.DUPLICATE:
+        raise DuplicateRegistration()
+    raise EventFull()
 
 
 def _check_open(event: Event, now: datetime, by_organiser: bool) -> None:
@@ -383,14 +357,6 @@ def _check_open(event: Event, now: datetime, by_organiser: bool) -> None:
             raise RegistrationClosed()
     elif not event.is_open_at(now):
         raise RegistrationClosed()
-
-
-def _persistent(registration: Registration) -> Registration:
-    """Put a row inserted with Core into the session as if it had been loaded: later changes
-    (answers, a cancellation in the same transaction) go through the ORM as usual."""
-    make_transient_to_detached(registration)
-    db.session.add(registration)
-    return registration
 
 
 def add_checkin_qr(result: SignupResult) -> None:

@@ -1,0 +1,208 @@
+"""A sign-up's seat decision, made by the database under the event lock.
+
+Whether a sign-up gets a seat, a place on the waiting list or a refusal depends on what is
+committed when its event's lock is granted, so the decision is a query (:data:`DECISION`) run
+right after the lock, on both databases: it reads the event row and counts the registrations
+with a snapshot taken after the lock, and returns the outcome with the values it was based on.
+The rule is written once, here, in SQL.
+
+On PostgreSQL :data:`DECIDE_AND_INSERT` goes further: the same decision, the registration's
+INSERT and its first email in one statement, which signup.register() sends together with the
+lock (and usually the COMMIT) in one round trip. The lock is then held only while the server
+works, not while the app process waits for the answer and for its turn on the CPU: every
+sign-up for the event queues for that lock (see bench/load_test.py).
+"""
+
+from __future__ import annotations
+
+import enum
+
+from sqlalchemy import (
+    Boolean,
+    String,
+    and_,
+    bindparam,
+    case,
+    func,
+    insert,
+    not_,
+    or_,
+    select,
+    true,
+)
+
+from ..database import UTCDateTime
+from ..models import (
+    ACTIVE_STATUSES,
+    Attendance,
+    Event,
+    EventFormat,
+    EventStatus,
+    Registration,
+    RegistrationStatus,
+)
+from . import outbox
+
+
+class Outcome(enum.StrEnum):
+    """What :data:`DECISION` decided."""
+
+    CONFIRMED = "confirmed"
+    WAITLISTED = "waitlisted"
+    #: Sign-ups are not accepted (status, window; organisers: cancelled events only).
+    CLOSED = "closed"
+    #: The chosen attendance mode is not offered (any more).
+    ATTENDANCE = "attendance"
+    #: The address has an active registration for the event.
+    DUPLICATE = "duplicate"
+    #: No seat and no waiting list.
+    FULL = "full"
+
+
+ACCEPTED = (Outcome.CONFIRMED, Outcome.WAITLISTED)
+
+_EVENTS = Event.__table__
+_REGISTRATIONS = Registration.__table__
+
+#: The event's columns the decision (and what follows it in a sign-up) reads. They come back
+#: with the outcome, so that the caller's event object reflects the row as it was decided on.
+_EVENT_COLUMN_NAMES = (
+    "status", "format", "capacity_on_site", "capacity_online", "waitlist_enabled",
+    "registration_opens_at", "registration_closes_at", "starts_at", "ends_at",
+    "dial_in_url", "dial_in_meeting_id", "dial_in_phone", "dial_in_hours_before",
+    "dial_in_revision",
+)  # fmt: skip
+EVENT_COLUMNS = tuple(_EVENTS.c[name] for name in _EVENT_COLUMN_NAMES)
+
+# The parameters of the decision.
+_EVENT_ID = bindparam("event_id", type_=_EVENTS.c.id.type)
+_EMAIL_KEY = bindparam("email_key", type_=String)
+#: The attendance mode resolved before the lock, and whether the participant chose it.
+_MODE = bindparam("mode", type_=String)
+_MODE_CHOSEN = bindparam("mode_chosen", type_=Boolean)
+_NOW = bindparam("now", type_=UTCDateTime())
+#: A phone sign-up entered by an organiser: the sign-up window does not apply.
+_BY_ORGANISER = bindparam("by_organiser", type_=Boolean)
+#: An organiser's explicit decision to confirm past capacity.
+_OVER_CAPACITY = bindparam("over_capacity", type_=Boolean)
+
+_IN_MODE = _REGISTRATIONS.c.attendance == _MODE
+_COUNTS = (
+    select(
+        func.count()
+        .filter(_IN_MODE, _REGISTRATIONS.c.status == RegistrationStatus.CONFIRMED)
+        .label("confirmed"),
+        func.count()
+        .filter(_IN_MODE, _REGISTRATIONS.c.status == RegistrationStatus.WAITLISTED)
+        .label("waiting"),
+        func.coalesce(func.max(_REGISTRATIONS.c.waitlist_order), 0).label("last_order"),
+        func.count()
+        .filter(
+            _REGISTRATIONS.c.email_key == _EMAIL_KEY,
+            # OR, not IN: the statement runs in a pipeline (database.execute_pipelined).
+            or_(*(_REGISTRATIONS.c.status == status for status in ACTIVE_STATUSES)),
+        )
+        .label("duplicates"),
+    )
+    .where(_REGISTRATIONS.c.event_id == _EVENT_ID)
+    .subquery("counts")
+)
+
+# Event.is_open_at(), and for organisers only "not cancelled".
+_OPEN_TO_PUBLIC = and_(
+    _EVENTS.c.status == EventStatus.PUBLISHED,
+    or_(_EVENTS.c.registration_opens_at.is_(None), _EVENTS.c.registration_opens_at <= _NOW),
+    func.coalesce(_EVENTS.c.registration_closes_at, _EVENTS.c.starts_at) > _NOW,
+)
+_OPEN = or_(
+    and_(_BY_ORGANISER, _EVENTS.c.status != EventStatus.CANCELLED),
+    and_(not_(_BY_ORGANISER), _OPEN_TO_PUBLIC),
+)
+# models.modes_for_format(): a single-mode event's format has the mode's name; a hybrid event
+# offers both, but the participant has to choose.
+_OFFERED = or_(
+    _EVENTS.c.format == _MODE, and_(_EVENTS.c.format == EventFormat.HYBRID, _MODE_CHOSEN)
+)
+_CAPACITY = case(
+    (Attendance.ON_SITE.value == _MODE, _EVENTS.c.capacity_on_site),
+    else_=_EVENTS.c.capacity_online,
+)
+_OUTCOME = case(
+    (not_(_OPEN), Outcome.CLOSED.value),
+    (not_(_OFFERED), Outcome.ATTENDANCE.value),
+    (_COUNTS.c.duplicates > 0, Outcome.DUPLICATE.value),
+    (
+        or_(_OVER_CAPACITY, _CAPACITY.is_(None), _COUNTS.c.confirmed < _CAPACITY),
+        Outcome.CONFIRMED.value,
+    ),
+    (_EVENTS.c.waitlist_enabled, Outcome.WAITLISTED.value),
+    else_=Outcome.FULL.value,
+)
+
+#: The decision: outcome, confirmed and waiting in the mode, the event's highest waitlist order
+#: (0: none), then :data:`EVENT_COLUMNS`. Run it after taking the event lock, as a statement of
+#: its own (its snapshot must be younger than the lock).
+DECISION = (
+    select(
+        _OUTCOME.label("outcome"),
+        _COUNTS.c.confirmed,
+        _COUNTS.c.waiting,
+        _COUNTS.c.last_order,
+        *EVENT_COLUMNS,
+    )
+    .select_from(_EVENTS.join(_COUNTS, true()))
+    .where(_EVENTS.c.id == _EVENT_ID)
+)
+
+#: The lock itself (PostgreSQL; SQLite transactions hold the write lock from their start).
+LOCK = select(_EVENTS.c.id).where(_EVENTS.c.id == _EVENT_ID).with_for_update()
+
+#: The registration's columns that do not depend on the decision (parameters ``new_<column>``).
+NEW_COLUMNS = (
+    "event_id", "email", "email_key", "first_name", "last_name", "organisation", "language",
+    "privacy_consent_at", "created_at", "token_salt", "manage_token_hash", "attendance",
+)  # fmt: skip
+
+
+def _decide_and_insert() -> object:
+    decision = DECISION.cte("decision")
+    outcome = decision.c.outcome
+    accepted = or_(*(outcome == o.value for o in ACCEPTED))
+    new_registration = (
+        insert(_REGISTRATIONS)
+        .from_select(
+            [*NEW_COLUMNS, "status", "waitlist_order", "confirmed_at"],
+            select(
+                *(
+                    bindparam(f"new_{name}", type_=_REGISTRATIONS.c[name].type)
+                    for name in NEW_COLUMNS
+                ),
+                outcome,
+                # Behind everyone who waits for the event: above every order it has.
+                case((outcome == Outcome.WAITLISTED.value, decision.c.last_order + 1)),
+                case((outcome == Outcome.CONFIRMED.value, _NOW)),
+            ).where(accepted),
+            include_defaults=False,
+        )
+        .returning(_REGISTRATIONS.c.id, _REGISTRATIONS.c.event_id, _REGISTRATIONS.c.status)
+        .cte("new_registration")
+    )
+    first_mail = outbox.with_first_mail(
+        new_registration,
+        case(
+            (new_registration.c.status == RegistrationStatus.CONFIRMED, "confirmation"),
+            else_="waitlisted",
+        ),
+    ).cte("first_mail")
+    return (
+        select(*decision.c, new_registration.c.id.label("registration_id"))
+        .select_from(decision.outerjoin(new_registration, true()))
+        .add_cte(first_mail)
+    )
+
+
+#: PostgreSQL: :data:`DECISION`'s columns and the new registration's id (``None`` when refused),
+#: after inserting the registration (status, waitlist order, confirmation time as decided) and
+#: queueing its first email (outbox.with_first_mail). Parameters: the decision's and
+#: ``new_<column>`` for :data:`NEW_COLUMNS`, ``queued_at``.
+DECIDE_AND_INSERT = _decide_and_insert()
