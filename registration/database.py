@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from flask import Flask
+from psycopg import RawCursor
 from sqlalchemy import Connection, DateTime, Engine, Select, event
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
@@ -132,13 +133,16 @@ def _pipeline(
 ) -> list[list[tuple[Any, ...]]]:
     dialect = connection.dialect
     raw = connection.connection.driver_connection
-    compiled = [_compiled(stmt, dialect) for stmt, _ in statements]
+    compiled = [_Compiled.of(stmt, dialect) for stmt, _ in statements]
     cursors = []
     sql = ""
     try:
         with raw.pipeline():
-            for (sql, bound, _), (_, params) in zip(compiled, statements, strict=True):
-                cursors.append(raw.execute(sql, bound.construct_params(params)))
+            for statement, (_, params) in zip(compiled, statements, strict=True):
+                sql = statement.sql
+                cursor = RawCursor(raw)
+                cursor.execute(sql, statement.parameters(params))
+                cursors.append(cursor)
             if commit:
                 raw.commit()
     except dialect.loaded_dbapi.Error as exc:
@@ -149,26 +153,38 @@ def _pipeline(
         ) from exc  # fmt: skip
     return [
         [
-            tuple(p(v) if p else v for p, v in zip(processors, row, strict=True))
+            tuple(p(v) if p else v for p, v in zip(statement.processors, row, strict=True))
             for row in cursor.fetchall()
         ]
-        for (_, _, processors), cursor in zip(compiled, cursors, strict=True)
+        for statement, cursor in zip(compiled, cursors, strict=True)
     ]
 
 
-#: (id of the statement, dialect) -> (the statement, kept alive so its id stays unique; SQL text;
-#: compiled form; result processors).
-_COMPILED: dict[tuple[int, str], tuple[Select[Any], str, Compiled, list[Any]]] = {}
+class _Compiled:
+    """A statement compiled once for psycopg's ``RawCursor``: PostgreSQL's own ``$1``
+    placeholders, so psycopg need not rewrite the query text on every execution (it caches
+    that only for short statements)."""
 
+    #: (id of the statement, dialect name) -> compiled; the entry keeps the statement alive,
+    #: so its id stays unique. The statements are module-level constants.
+    _cache: ClassVar[dict[tuple[int, str], tuple[Select[Any], _Compiled]]] = {}
 
-def _compiled(stmt: Select[Any], dialect: Dialect) -> tuple[str, Compiled, list[Any]]:
-    """The SQL text of ``stmt`` for ``dialect``, its compiled form (for the parameters, literals
-    included) and its columns' result processors; cached (the statements are module-level
-    constants)."""
-    key = (id(stmt), dialect.name)
-    found = _COMPILED.get(key)
-    if found is None:
-        compiled: Compiled = stmt.compile(dialect=dialect)
-        processors = [c.type.result_processor(dialect, None) for c in stmt.selected_columns]
-        found = _COMPILED[key] = (stmt, str(compiled), compiled, processors)
-    return found[1:]
+    def __init__(self, stmt: Select[Any], dialect: Dialect) -> None:
+        numbered = type(dialect)(paramstyle="numeric_dollar")
+        self.compiled: Compiled = stmt.compile(dialect=numbered)
+        self.sql = str(self.compiled)
+        self.names = list(self.compiled.positiontup or ())
+        self.processors = [c.type.result_processor(dialect, None) for c in stmt.selected_columns]
+
+    @classmethod
+    def of(cls, stmt: Select[Any], dialect: Dialect) -> _Compiled:
+        key = (id(stmt), dialect.name)
+        found = cls._cache.get(key)
+        if found is None:
+            found = cls._cache[key] = (stmt, cls(stmt, dialect))
+        return found[1]
+
+    def parameters(self, given: Mapping[str, Any]) -> list[Any]:
+        """The values of the placeholders in order: ``given``, and the statement's literals."""
+        values = self.compiled.construct_params(given)
+        return [values[name] for name in self.names]
