@@ -4,8 +4,10 @@ Every function here first locks the event row (``SELECT ... FOR UPDATE`` on Post
 transactions hold the database write lock from their start, see database.py), then reads the seat
 counts and decides. Two sign-ups for the same event are therefore decided one after the other,
 however many processes serve them (DESIGN.md invariants 1 and 2). Since every sign-up for an
-event queues for that lock, :func:`register` does all it can before taking it and as little as it
-can while holding it.
+event queues for that lock, :func:`register` does all it can before taking it, and leaves the
+decision under the lock to the database (services/decision.py): on PostgreSQL the lock, the
+decision with the INSERTs and usually the COMMIT reach the server in one round trip, so the lock
+is held only while the server works.
 """
 
 from __future__ import annotations
@@ -276,11 +278,13 @@ def register(
     if registration_id is None:
         _refuse(decision.Outcome(outcome), event, data)
     status = RegistrationStatus(outcome)
-    answers.store(registration_id, valid_answers)
-    if mode == Attendance.ONLINE and status == RegistrationStatus.CONFIRMED:
-        scheduling.dial_in_if_due(db.session.get(Registration, registration_id), event, now)
-    if commit and not finish_at_once:
-        db.session.commit()
+    if not finish_at_once:
+        answers.store(registration_id, valid_answers)
+        if mode == Attendance.ONLINE and status == RegistrationStatus.CONFIRMED:
+            registration = db.session.get_one(Registration, registration_id)
+            scheduling.dial_in_if_due(registration, event, now)
+        if commit:
+            db.session.commit()
     checkin = None
     if status == RegistrationStatus.CONFIRMED and mode == Attendance.ON_SITE:
         # Only confirmed on-site participants get mails with the code (the waiting list gets it
