@@ -14,10 +14,9 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload, selectinload
-from werkzeug.datastructures import MultiDict
 
 from ..extensions import db
-from ..forms import ApiSignupForm
+from ..forms import ApiSignupForm, check
 from ..models import (
     Answer,
     ApiToken,
@@ -145,23 +144,22 @@ def _parse_signup(body: Any) -> signup.SignupData:
     consent = body.get("privacy_consent")
     if consent is not True:
         errors["privacy_consent"] = [_l("Please agree to the privacy notice (true).")]
-    formdata = MultiDict(
-        {name: body[name] for name in _TEXT_FIELDS if isinstance(body.get(name), str)}
+    fields, field_errors = check(
+        ApiSignupForm,
+        {name: body[name] for name in _TEXT_FIELDS if isinstance(body.get(name), str)},
     )
-    form = ApiSignupForm(formdata=formdata)
-    if not form.validate():
-        for name, messages in form.errors.items():
-            errors.setdefault(name, list(messages))
+    for name, messages in field_errors.items():
+        errors.setdefault(name, messages)
     if errors:
         raise InvalidInput(errors)
     return signup.SignupData(
-        email=form.email.data,
-        first_name=form.first_name.data,
-        last_name=form.last_name.data,
-        organisation=form.organisation.data or "",
-        attendance=form.attendance.data or None,
+        email=fields["email"],
+        first_name=fields["first_name"],
+        last_name=fields["last_name"],
+        organisation=fields["organisation"] or "",
+        attendance=fields["attendance"] or None,
         privacy_consent=True,
-        language=form.language.data or str(get_locale() or "de"),
+        language=fields["language"] or str(get_locale() or "de"),
         answers=raw_answers or {},
     )
 
