@@ -1,4 +1,4 @@
-"""Database plumbing: a UTC datetime column type and SQLite settings."""
+"""Database plumbing: a UTC datetime column type, SQLite settings, pipelined statements."""
 
 from __future__ import annotations
 
