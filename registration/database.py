@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from flask import Flask
-from psycopg import RawCursor
+from psycopg import Pipeline, RawCursor
 from sqlalchemy import Connection, DateTime, Engine, Select, event
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
@@ -102,7 +102,8 @@ def execute_pipelined(
     a statement sees what was committed while an earlier one waited for a row lock; and a lock
     taken by the first is held only while the server works, not while this process waits for
     answers and for its turn on the CPU. That is what a sign-up needs: every sign-up for an
-    event queues for its lock. Elsewhere the statements run one after the other.
+    event queues for its lock. Elsewhere (other databases, psycopg with a libpq older than 14)
+    the statements run one after the other, with the same results.
 
     ``commit`` needs a session with nothing left to flush (the pipeline bypasses the unit of
     work); the session's own commit then only ends its bookkeeping (and runs its hooks).
@@ -115,7 +116,7 @@ def execute_pipelined(
         raise RuntimeError("execute_pipelined(commit=True) with unflushed changes")
     connection = session.connection()
     dialect = connection.dialect
-    if dialect.driver != "psycopg":
+    if dialect.driver != "psycopg" or not Pipeline.is_supported():  # libpq 14+ has pipelines
         results = [
             [tuple(row) for row in session.execute(stmt, params)] for stmt, params in statements
         ]

@@ -329,3 +329,18 @@ def test_pipelined_errors_are_sqlalchemy_errors_and_nothing_stays_written(app):
         )
     db.session.rollback()
     assert registrations() == 1
+
+
+@POSTGRESQL_ONLY
+def test_without_pipelines_the_statements_run_one_by_one(app, monkeypatch):
+    """psycopg with a libpq older than 14 has no pipeline mode: same results, more round trips."""
+    from psycopg import Pipeline
+
+    monkeypatch.setattr(Pipeline, "is_supported", classmethod(lambda cls: False))
+    event = make_event(capacity_on_site=1, waitlist_enabled=False)
+    first = signup.register(event, data(1), commit=True)
+    with pytest.raises(EventFull):
+        signup.register(event, data(2), commit=True)
+    db.session.rollback()
+    assert first.status == RegistrationStatus.CONFIRMED
+    assert registrations() == 1
