@@ -19,10 +19,12 @@ import enum
 
 from sqlalchemy import (
     Boolean,
+    ScalarSelect,
     String,
     and_,
     bindparam,
     case,
+    exists,
     func,
     insert,
     not_,
@@ -33,7 +35,6 @@ from sqlalchemy import (
 
 from ..database import UTCDateTime
 from ..models import (
-    ACTIVE_STATUSES,
     Attendance,
     Event,
     EventFormat,
@@ -86,27 +87,38 @@ _BY_ORGANISER = bindparam("by_organiser", type_=Boolean)
 #: An organiser's explicit decision to confirm past capacity.
 _OVER_CAPACITY = bindparam("over_capacity", type_=Boolean)
 
-_IN_MODE = _REGISTRATIONS.c.attendance == _MODE
-_COUNTS = (
-    select(
-        func.count()
-        .filter(_IN_MODE, _REGISTRATIONS.c.status == RegistrationStatus.CONFIRMED)
-        .label("confirmed"),
-        func.count()
-        .filter(_IN_MODE, _REGISTRATIONS.c.status == RegistrationStatus.WAITLISTED)
-        .label("waiting"),
-        func.coalesce(func.max(_REGISTRATIONS.c.waitlist_order), 0).label("last_order"),
-        func.count()
-        .filter(
-            _REGISTRATIONS.c.email_key == _EMAIL_KEY,
-            # OR, not IN: the statement runs in a pipeline (database.execute_pipelined).
-            or_(*(_REGISTRATIONS.c.status == status for status in ACTIVE_STATUSES)),
-        )
-        .label("duplicates"),
+_OF_EVENT = _REGISTRATIONS.c.event_id == _EVENT_ID
+
+
+def _in_mode(status: RegistrationStatus) -> ScalarSelect[int]:
+    # Matches the index on (event_id, status, attendance).
+    return (
+        select(func.count())
+        .where(_OF_EVENT, _REGISTRATIONS.c.status == status, _REGISTRATIONS.c.attendance == _MODE)
+        .scalar_subquery()
     )
-    .where(_REGISTRATIONS.c.event_id == _EVENT_ID)
-    .subquery("counts")
-)
+
+
+# Each count on its own index, not one pass over all of the event's registrations: the query
+# runs under the event lock.
+_COUNTS = select(
+    _in_mode(RegistrationStatus.CONFIRMED).label("confirmed"),
+    _in_mode(RegistrationStatus.WAITLISTED).label("waiting"),
+    # The unique index on (event_id, waitlist_order) answers with its last entry.
+    select(func.coalesce(func.max(_REGISTRATIONS.c.waitlist_order), 0))
+    .where(_OF_EVENT)
+    .scalar_subquery()
+    .label("last_order"),
+    # Active means not cancelled (ACTIVE_STATUSES): the condition of the partial unique index
+    # on (event_id, email_key), which answers this.
+    exists()
+    .where(
+        _OF_EVENT,
+        _REGISTRATIONS.c.email_key == _EMAIL_KEY,
+        _REGISTRATIONS.c.status != RegistrationStatus.CANCELLED,
+    )
+    .label("duplicate"),
+).subquery("counts")
 
 # Event.is_open_at(), and for organisers only "not cancelled".
 _OPEN_TO_PUBLIC = and_(
@@ -130,7 +142,7 @@ _CAPACITY = case(
 _OUTCOME = case(
     (not_(_OPEN), Outcome.CLOSED.value),
     (not_(_OFFERED), Outcome.ATTENDANCE.value),
-    (_COUNTS.c.duplicates > 0, Outcome.DUPLICATE.value),
+    (_COUNTS.c.duplicate, Outcome.DUPLICATE.value),
     (
         or_(_OVER_CAPACITY, _CAPACITY.is_(None), _COUNTS.c.confirmed < _CAPACITY),
         Outcome.CONFIRMED.value,
