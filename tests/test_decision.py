@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from registration.database import execute_pipelined
 from registration.extensions import db
 from registration.models import (
+    ACTIVE_STATUSES,
     Attendance,
     Event,
     EventFormat,
@@ -119,6 +120,13 @@ def test_the_decision_follows_the_rules_of_the_model(
         over_capacity=over_capacity, confirmed=2, duplicate=duplicate,
     )  # fmt: skip
     assert row[1:4] == (2, 0, 0)  # confirmed and waiting in the mode, highest waitlist order
+
+
+def test_active_means_not_cancelled():
+    """The decision checks for an active registration with ``status != 'cancelled'``, the
+    condition of the partial unique index that answers it: a new status must be looked at
+    there."""
+    assert set(RegistrationStatus) - set(ACTIVE_STATUSES) == {RegistrationStatus.CANCELLED}
 
 
 # --- the decision is made on the row as locked, not as loaded ------------------------------------

@@ -16,10 +16,12 @@ sign-up for the event queues for that lock (see bench/load_test.py).
 from __future__ import annotations
 
 import enum
+from typing import Any
 
 from sqlalchemy import (
     Boolean,
     ScalarSelect,
+    Select,
     String,
     and_,
     bindparam,
@@ -176,7 +178,7 @@ NEW_COLUMNS = (
 )  # fmt: skip
 
 
-def _decide_and_insert() -> object:
+def _decide_and_insert() -> Select[Any]:
     decision = DECISION.cte("decision")
     outcome = decision.c.outcome
     accepted = or_(*(outcome == o.value for o in ACCEPTED))
