@@ -175,6 +175,12 @@ class _Compiled:
         self.compiled: Compiled = stmt.compile(dialect=numbered)
         self.sql = str(self.compiled)
         self.names = list(self.compiled.positiontup or ())
+        #: The statement's own values (its literals), looked up once.
+        self.literals = {
+            name: bind.effective_value
+            for name, bind in self.compiled.binds.items()
+            if not bind.required
+        }
         self.processors = [c.type.result_processor(dialect, None) for c in stmt.selected_columns]
 
     @classmethod
@@ -187,5 +193,5 @@ class _Compiled:
 
     def parameters(self, given: Mapping[str, Any]) -> list[Any]:
         """The values of the placeholders in order: ``given``, and the statement's literals."""
-        values = self.compiled.construct_params(given)
+        values = {**self.literals, **given}
         return [values[name] for name in self.names]

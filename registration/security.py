@@ -14,9 +14,14 @@ ignore it anyway and it would only mislead.
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 from flask import Flask, Response, current_app, request
+from flask.sessions import SecureCookieSessionInterface
 from werkzeug.middleware.proxy_fix import ProxyFix
+
+if TYPE_CHECKING:
+    from itsdangerous import URLSafeTimedSerializer
 
 EMBED_ENDPOINTS = frozenset({"public.embed", "public.embed_thanks"})
 
@@ -99,6 +104,23 @@ def install_proxy_fix(app: Flask) -> None:
         app.wsgi_app = ProxyFix(app.wsgi_app, **counts)  # type: ignore[method-assign]
 
 
+class SessionInterface(SecureCookieSessionInterface):
+    """Flask's signed session cookies, with the signing serializer made once for the current
+    keys instead of on every request (it showed in every request's profile, also of requests
+    without a cookie)."""
+
+    def __init__(self) -> None:
+        self._serializer: tuple[tuple[object, ...], URLSafeTimedSerializer | None] | None = None
+
+    def get_signing_serializer(self, app: Flask) -> URLSafeTimedSerializer | None:
+        keys = (app.secret_key, *(app.config.get("SECRET_KEY_FALLBACKS") or ()))
+        cached = self._serializer
+        if cached is None or cached[0] != keys:  # made anew when a key changes
+            cached = self._serializer = (keys, super().get_signing_serializer(app))
+        return cached[1]
+
+
 def init_app(app: Flask) -> None:
+    app.session_interface = SessionInterface()
     install_proxy_fix(app)
     app.after_request(set_security_headers)
