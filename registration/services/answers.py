@@ -9,6 +9,7 @@ from flask_babel import lazy_gettext as _l
 
 from ..extensions import db
 from ..models import Answer, Question, QuestionKind
+from ..textrules import has_lone_surrogates
 from .errors import InvalidInput
 
 MAX_TEXT = 2000
@@ -31,12 +32,6 @@ def _is_blank(value: Any) -> bool:
         or value == []
         or (isinstance(value, str) and not value.strip())
     )
-
-
-def has_lone_surrogates(value: str) -> bool:
-    """Lone UTF-16 surrogates (only a JSON escape such as ``"\\ud800"`` produces them) have no
-    UTF-8 form: no database, export or email can take them."""
-    return any("\ud800" <= c <= "\udfff" for c in value)
 
 
 def check_answer(question: Question, value: Any) -> Any:
