@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import date, timedelta
+from datetime import date
 from functools import lru_cache
 from urllib.parse import urlsplit
 
 from flask import current_app, url_for
-from flask_babel import get_locale
 from flask_babel import gettext as _
 from icalendar import Calendar, Timezone
 from icalendar import Event as VEvent
 
-from .extensions import db
 from .models import Attendance, Event, EventFormat, EventStatus, Registration
 from .timeutil import utcnow
 
@@ -91,43 +89,21 @@ def _vtimezone(tzid: str, first_year: int, last_year: int) -> Timezone:
     )
 
 
-def _sequence(event: Event) -> int:
-    """Grows whenever the event changes, so calendars replace their copy."""
-    return max(int((event.updated_at - event.created_at) / timedelta(seconds=1)), 0)
-
-
 def event_calendar(event: Event) -> bytes:
     """The public calendar entry of an event."""
-    return _calendar([_vevent(event, f"event-{event.id}@{_host()}", None, _sequence(event))])
-
-
-_UID_PLACEHOLDER = "registration-0000000000"
+    return _calendar([_vevent(event, f"event-{event.id}@{_host()}", None, event.ics_sequence)])
 
 
 def registration_calendar(registration: Registration) -> bytes:
-    """A participant's own entry: stable UID per registration, location by their attendance.
-
-    Everything but the UID is the same for all participants of an event with the same
-    attendance, so the entry is built once and only the UID is put in (mail batches of
-    hundreds)."""
+    """A participant's own entry: a stable UID per registration (so an update replaces the
+    entry), the location by their attendance, and the event's SEQUENCE."""
     event = registration.event
-    common = _attendance_calendar(
-        event.id, event.updated_at, registration.attendance, str(get_locale() or "de"), _host()
-    )
-    return common.replace(_UID_PLACEHOLDER.encode(), f"registration-{registration.id}".encode())
-
-
-@lru_cache(maxsize=32)
-def _attendance_calendar(
-    event_id: int, updated_at: object, attendance: Attendance, locale: str, host: str
-) -> bytes:
-    event = db.session.get(Event, event_id)
-    uid = f"{_UID_PLACEHOLDER}@{host}"
-    return _calendar([_vevent(event, uid, attendance, _sequence(event))])
+    uid = f"registration-{registration.id}@{_host()}"
+    return _calendar([_vevent(event, uid, registration.attendance, event.ics_sequence)])
 
 
 def feed(events: Iterable[Event], name: str) -> bytes:
     """A feed of several events (subscribe to it in a calendar program)."""
     return _calendar(
-        [_vevent(e, f"event-{e.id}@{_host()}", None, _sequence(e)) for e in events], name
+        [_vevent(e, f"event-{e.id}@{_host()}", None, e.ics_sequence) for e in events], name
     )

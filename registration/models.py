@@ -179,6 +179,10 @@ class Event(db.Model):
     #: Grows with every change of the dial-in details, so an update reaches those who had them.
     dial_in_revision: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
 
+    #: The calendar entry's SEQUENCE (RFC 5545): grows with every change of what the entry
+    #: shows (time, place, title, cancellation), so calendars replace their copy.
+    ics_sequence: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
     #: Credit line and alternative text of the title image (the image itself is an EventFile).
     title_image_credit: Mapped[str] = mapped_column(String(200), default="", server_default="")
     title_image_alt: Mapped[str] = mapped_column(String(300), default="", server_default="")

@@ -19,7 +19,8 @@ from ..forms import strip
 from ..models import Registration
 from ..services import audit, privacy, settings
 from ..timeutil import utcnow
-from .views import _admin_only, _download, _event_or_404, _registration_or_404, bp
+from .exports import _download
+from .views import _admin_only, _event_or_404, _registration_or_404, bp
 
 #: Longest privacy notice (Markdown) accepted; real ones are a few thousand characters.
 MAX_NOTICE = 50_000

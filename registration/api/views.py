@@ -12,7 +12,6 @@ from flask import Blueprint, Response, abort, current_app, g, jsonify, request, 
 from flask_babel import get_locale
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import bindparam, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload, selectinload
 
 from ..extensions import db
@@ -27,9 +26,9 @@ from ..models import (
     Registration,
     RegistrationStatus,
 )
-from ..services import api_tokens, audit, signup
+from ..services import api_tokens, audit, events, signup
 from ..services.errors import InvalidInput, ServiceError
-from ..services.events import EventDataError, parse_event, question_record, upsert_event
+from ..services.events import EventDataError, question_record
 from ..services.seats import SeatStatus, seat_status
 from ..timeutil import utcnow
 from .records import event_record, registration_record
@@ -409,6 +408,14 @@ def _slug_taken() -> Any:
     return _validation_error({"slug": [_l("This web address is taken already.")]})
 
 
+def _notify_flag(body: dict[str, Any]) -> bool:
+    """``"notify": false`` in the body: participants are not told about this change."""
+    notify = body.pop("notify", True)
+    if not isinstance(notify, bool):
+        raise InvalidInput({"notify": [_l("Must be true or false.")]})
+    return notify
+
+
 @bp.post("/events")
 @token_required
 def create_event() -> Any:
@@ -417,59 +424,43 @@ def create_event() -> Any:
     if body is None:
         return problem
     try:
-        data = parse_event(body, "event")
+        data = events.parse_event(body, "event")
+        event = events.create_event(data, actor=_actor(), via=_token_details())
     except EventDataError as exc:
         return _event_data_error(exc)
-    if db.session.scalars(select(Event.id).where(Event.slug == data.slug)).first() is not None:
-        return _slug_taken()
-    try:
-        event, _created = upsert_event(data)
-        event.organisers.append(_actor())
-        audit.record(_actor(), "event.create", event=event, details=_token_details())
-        db.session.commit()
-    except IntegrityError:  # the same slug, created at the same moment
+    except events.SlugTaken:
         db.session.rollback()
         return _slug_taken()
     location = url_for("api.update_event", slug=event.slug)
     return jsonify(_organiser_event_json(event)), 201, {"Location": location}
 
 
-#: Parts of an event record that a PATCH merges key by key instead of replacing.
-_SECTIONS = ("venue", "contact", "capacity", "dial_in")
-
-
 @bp.patch("/events/<slug>")
 @token_required
 def update_event(slug: str) -> Any:
-    """Change some fields of an event, with the rules of the import and the back office:
-    a raised capacity promotes waiting participants, a capacity below the confirmed count is
-    refused (409)."""
+    """Change the fields of an event that the body names, with the rules of the import and
+    the back office (services/events.py): a raised capacity promotes waiting participants, a
+    capacity below the confirmed count is refused (409), a changed time or place tells the
+    participants unless ``"notify": false``."""
     event = _managed_event_or_404(slug)
     body, problem = _json_object()
     if body is None:
         return problem
-    if "slug" in body and body["slug"] != event.slug:
-        return _validation_error({"slug": [_l("The web address of an event cannot change.")]})
-    record = event_record(event)
-    if "questions" not in body:
-        del record["questions"]  # left as they are
-    for key, value in body.items():
-        if key in _SECTIONS and isinstance(value, dict):
-            record[key] = {**record[key], **value}
-        else:
-            record[key] = value
     try:
-        data = parse_event(record, "event")
+        notify = _notify_flag(body)
+        events.update_event(
+            event, body, actor=_actor(), notify=notify,
+            via=_token_details(fields=sorted(body)),
+        )  # fmt: skip
+    except InvalidInput as exc:
+        return _validation_error(exc.errors)
     except EventDataError as exc:
+        db.session.rollback()
         return _event_data_error(exc)
-    if "title_image" not in body:  # the import format carries these with the image file
-        data.attributes["title_image_alt"] = event.title_image_alt
-        data.attributes["title_image_credit"] = event.title_image_credit
-    try:
-        event, _created = upsert_event(data)
+    except events.SlugFixed as exc:
+        db.session.rollback()
+        return _validation_error({"slug": [str(exc)]})
     except ServiceError as exc:
         db.session.rollback()
         return _error(409, exc.code, str(exc))
-    audit.record(_actor(), "event.update", event=event, details=_token_details(fields=sorted(body)))
-    db.session.commit()
     return jsonify(_organiser_event_json(event))

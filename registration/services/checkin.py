@@ -22,7 +22,8 @@ class Counts:
 
 
 def check_in(registration: Registration, actor: Organiser, *, now: datetime | None = None) -> bool:
-    """Mark a confirmed participant as present. Returns False if they were already."""
+    """Mark a confirmed participant as present (audited, committed). Returns False if they
+    were already."""
     if registration.status != RegistrationStatus.CONFIRMED:
         raise NotActive()
     if registration.checked_in_at is not None:
@@ -31,16 +32,19 @@ def check_in(registration: Registration, actor: Organiser, *, now: datetime | No
     audit.record(
         actor, "checkin", event=registration.event, subject=f"registration:{registration.id}"
     )
+    db.session.commit()
     return True
 
 
 def undo(registration: Registration, actor: Organiser) -> bool:
+    """Take a check-in back (a wrong click at the door); audited, committed."""
     if registration.checked_in_at is None:
         return False
     registration.checked_in_at = None
     audit.record(
         actor, "checkin.undo", event=registration.event, subject=f"registration:{registration.id}"
     )
+    db.session.commit()
     return True
 
 

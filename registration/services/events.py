@@ -1,4 +1,11 @@
-"""Creating and updating events from plain data (the JSON import and, later, the back office)."""
+"""Events: the import format and its rules, and every change of an event.
+
+The back office, the API and the CLI import all write events through the functions of the second
+half of this module (:func:`create_event`, :func:`update_event`, :func:`cancel_event`,
+:func:`import_events`, ...): each owns the validation (the import rules below), the notification
+of participants, the audit entry and the commit, so the same change has the same effects from
+every entry point (DESIGN.md invariant 9).
+"""
 
 from __future__ import annotations
 
@@ -11,8 +18,11 @@ from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 from flask import current_app
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
+from .. import textrules
 from ..extensions import db
 from ..models import (
     ACTIVE_STATUSES,
@@ -22,14 +32,15 @@ from ..models import (
     EventFormat,
     EventStatus,
     FileKind,
+    Organiser,
     Question,
     QuestionKind,
     Registration,
     modes_for_format,
 )
 from ..timeutil import is_valid_timezone, utcnow
-from . import files, outbox
-from .errors import CapacityConflict, Message
+from . import audit, files, outbox
+from .errors import CapacityConflict, Message, ServiceError
 from .signup import confirmed_count, lock_event, promote_all, waitlisted_count
 
 #: Participants' personal data is anonymised this many days after the event by default (GDPR).
@@ -62,15 +73,6 @@ _MAX_INT = 2_147_483_647
 _YEARS = (1900, 2999)
 
 
-def _is_encodable(value: str) -> bool:
-    """False for lone surrogates (JSON allows "\\ud800"; no database can store it)."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 class EventDataError(Exception):
     """A file or record of event data is invalid; ``messages`` names event and field of each."""
 
@@ -91,14 +93,16 @@ class FileData:
 
 @dataclass
 class EventData:
-    """Validated attributes of one event, ready for :func:`upsert_event`."""
+    """Validated attributes of one event, ready for :func:`create_event`."""
 
     slug: str
     attributes: dict[str, Any] = field(default_factory=dict)
     #: Custom questions in form order; ``None`` leaves an existing event's questions alone.
     questions: list[dict[str, Any]] | None = None
-    #: Title image and attachments; ``None`` leaves an existing event's files alone.
-    files: list[FileData] | None = None
+    #: The files of the kinds in :attr:`file_kinds`: a title image given with a file, the
+    #: attachments when the record lists them. Files of other kinds are left alone.
+    files: list[FileData] = field(default_factory=list)
+    file_kinds: frozenset[FileKind] = frozenset()
 
 
 class _Checker:
@@ -116,8 +120,11 @@ class _Checker:
 
     def text(
         self, source: Mapping[str, Any], key: str, path: str, *, required: bool = False,
-        max_length: int = 200,
+        max_length: int = 200, multiline: bool = False,
     ) -> str:  # fmt: skip
+        """A text value, stripped. One-line values (they reach mail headers, file names and
+        table cells) refuse every control character, line breaks included; ``multiline`` ones
+        keep line breaks (CRLF and CR become LF) and tabs."""
         value = source.get(key)
         if value is None:
             if required:
@@ -126,15 +133,17 @@ class _Checker:
         if not isinstance(value, str):
             self.error(path, Message("must be a string"))
             return ""
-        value = value.strip()
+        value = textrules.normalise_newlines(value).strip() if multiline else value.strip()
         if required and not value:
             self.error(path, Message("must not be empty"))
         if len(value) > max_length:
             self.error(path, Message("is longer than %(limit)s characters", limit=max_length))
-        if "\x00" in value:
-            self.error(path, Message("contains a NUL character"))
-        elif not _is_encodable(value):
+        if textrules.has_lone_surrogates(value):
             self.error(path, Message("is not valid Unicode text"))
+        elif multiline and not textrules.is_clean_text(value):
+            self.error(path, Message("contains control characters"))
+        elif not multiline and not textrules.is_clean_line(value):
+            self.error(path, Message("must be one line without control characters"))
         return value
 
     def choice(self, key: str, choices: type, default: str | None = None) -> Any:
@@ -262,6 +271,8 @@ def _parse_questions(check: _Checker) -> list[dict[str, Any]] | None:
             )
             options = []
         options = [o.strip() for o in options]
+        if not all(textrules.is_clean_line(o) for o in options):
+            check.error(f"{path}.options", Message("must be one line without control characters"))
         if len(set(options)) != len(options):
             check.error(f"{path}.options", Message("must not repeat an option"))
         is_choice = kind in (QuestionKind.SINGLE_CHOICE, QuestionKind.MULTIPLE_CHOICE)
@@ -328,16 +339,22 @@ def _read_file(check: _Checker, path: str, name: Any, base_dir: Path | None) -> 
         return None
 
 
-def _parse_files(check: _Checker, base_dir: Path | None) -> list[FileData] | None:
+def _parse_files(
+    check: _Checker, base_dir: Path | None
+) -> tuple[list[FileData], frozenset[FileKind]]:
+    """The files a record names and their kinds. ``title_image`` without ``file`` changes only
+    the alternative text and credit; without ``attachments`` the attachments stay."""
     image = check.section("title_image", _TITLE_IMAGE_KEYS)
     attachments = check.record.get("attachments")
-    if not image and attachments is None:
-        return None
+    kinds: set[FileKind] = set()
     result: list[FileData] = []
-    if image:
+    if image.get("file") is not None:
+        kinds.add(FileKind.TITLE_IMAGE)
         data = _read_file(check, "title_image.file", image.get("file"), base_dir)
         if data is not None:
             result.append(FileData(FileKind.TITLE_IMAGE, data, str(image["file"])))
+    if attachments is not None:
+        kinds.add(FileKind.ATTACHMENT)
     if attachments is not None and not isinstance(attachments, list):
         check.error("attachments", Message("must be a list"))
         attachments = []
@@ -363,7 +380,7 @@ def _parse_files(check: _Checker, base_dir: Path | None) -> list[FileData] | Non
             check.error(file.filename, f"is not one of {', '.join(sorted(set(allowed.values())))}")
         elif len(file.data) > limit:
             check.error(file.filename, f"is larger than {limit // (1024 * 1024)} MB")
-    return result
+    return result, frozenset(kinds)
 
 
 def parse_event(record: Any, label: str, base_dir: Path | None = None) -> EventData:
@@ -384,7 +401,9 @@ def parse_event(record: Any, label: str, base_dir: Path | None = None) -> EventD
     attrs: dict[str, Any] = {
         "title": check.text(record, "title", "title", required=True),
         "subtitle": check.text(record, "subtitle", "subtitle"),
-        "description": check.text(record, "description", "description", max_length=50_000),
+        "description": check.text(
+            record, "description", "description", max_length=50_000, multiline=True
+        ),
         "format": check.choice("format", EventFormat),
         "status": check.choice("status", EventStatus, default=EventStatus.DRAFT.value),
         "language": check.text(record, "language", "language", max_length=5) or "de",
@@ -412,7 +431,9 @@ def parse_event(record: Any, label: str, base_dir: Path | None = None) -> EventD
 
     venue = check.section("venue", _VENUE_KEYS)
     attrs["venue_name"] = check.text(venue, "name", "venue.name")
-    attrs["venue_address"] = check.text(venue, "address", "venue.address", max_length=1000)
+    attrs["venue_address"] = check.text(
+        venue, "address", "venue.address", max_length=1000, multiline=True
+    )
 
     contact = check.section("contact", _CONTACT_KEYS)
     attrs["contact_name"] = check.text(contact, "name", "contact.name")
@@ -444,9 +465,11 @@ def parse_event(record: Any, label: str, base_dir: Path | None = None) -> EventD
         dial_in, "meeting_id", "dial_in.meeting_id", max_length=100
     )
     attrs["dial_in_passcode"] = check.text(dial_in, "passcode", "dial_in.passcode", max_length=100)
-    attrs["dial_in_phone"] = check.text(dial_in, "phone", "dial_in.phone", max_length=1000)
+    attrs["dial_in_phone"] = check.text(
+        dial_in, "phone", "dial_in.phone", max_length=1000, multiline=True
+    )
     attrs["dial_in_instructions"] = check.text(
-        dial_in, "instructions", "dial_in.instructions", max_length=5000
+        dial_in, "instructions", "dial_in.instructions", max_length=5000, multiline=True
     )
     # The limits of the back-office form (and far within what date arithmetic can do).
     attrs["reminder_days_before"] = check.count(
@@ -471,11 +494,17 @@ def parse_event(record: Any, label: str, base_dir: Path | None = None) -> EventD
     attrs["title_image_alt"] = check.text(image, "alt", "title_image.alt", max_length=300)
     attrs["title_image_credit"] = check.text(image, "credit", "title_image.credit")
     questions = _parse_questions(check)
-    event_files = _parse_files(check, base_dir)
+    event_files, file_kinds = _parse_files(check, base_dir)
 
     if check.messages:
         raise EventDataError(check.messages, check.fields)
-    return EventData(slug=slug, attributes=attrs, questions=questions, files=event_files)
+    return EventData(
+        slug=slug,
+        attributes=attrs,
+        questions=questions,
+        files=event_files,
+        file_kinds=file_kinds,
+    )
 
 
 def parse_event_file(document: Any, base_dir: Path | None = None) -> list[EventData]:
@@ -504,33 +533,144 @@ def parse_event_file(document: Any, base_dir: Path | None = None) -> list[EventD
     return parsed
 
 
-def upsert_event(data: EventData) -> tuple[Event, bool]:
-    """Create the event ``data.slug`` or update it. Returns ``(event, created)``.
+# --- The write path: every entry point (back office, API, CLI import) calls these -------------
 
-    Raising a capacity promotes waiting participants at once; lowering it below the number of
-    confirmed participants, or dropping a mode that has active participants, raises
-    :class:`CapacityConflict` (nobody loses a confirmed seat silently).
-    """
-    event = db.session.scalars(select(Event).where(Event.slug == data.slug)).first()
-    if event is None:
-        event = Event(slug=data.slug, **data.attributes)
-        db.session.add(event)
-        db.session.flush()
-        _apply_questions(event, data.questions)
-        _apply_files(event, data.files)
-        return event, True
+#: Where each attribute of an event stands in the import format (``section.key`` for the
+#: parts that are objects). An update changes exactly the attributes whose paths it names.
+ATTRIBUTE_PATHS: dict[str, str] = {
+    "title": "title", "subtitle": "subtitle", "description": "description",
+    "format": "format", "status": "status", "language": "language",
+    "starts_at": "starts_at", "ends_at": "ends_at", "timezone": "timezone",
+    "registration_opens_at": "registration_opens_at",
+    "registration_closes_at": "registration_closes_at",
+    "venue_name": "venue.name", "venue_address": "venue.address",
+    "contact_name": "contact.name", "contact_email": "contact.email",
+    "contact_phone": "contact.phone",
+    "capacity_on_site": "capacity.on_site", "capacity_online": "capacity.online",
+    "waitlist_enabled": "waitlist",
+    "dial_in_url": "dial_in.url", "dial_in_meeting_id": "dial_in.meeting_id",
+    "dial_in_passcode": "dial_in.passcode", "dial_in_phone": "dial_in.phone",
+    "dial_in_instructions": "dial_in.instructions",
+    "reminder_days_before": "reminder_days_before",
+    "dial_in_hours_before": "dial_in_hours_before", "retention_days": "retention_days",
+    "title_image_alt": "title_image.alt", "title_image_credit": "title_image.credit",
+}  # fmt: skip
+#: The parts of a record that are objects: an update merges them key by key.
+SECTIONS = ("venue", "contact", "capacity", "dial_in", "title_image")
+#: A change of these is told to the participants (unless the organiser opts out).
+NOTIFIED_ATTRIBUTES = ("starts_at", "ends_at", "venue_name", "venue_address")
+#: A change of these changes the calendar entry: its SEQUENCE grows, so calendars move it.
+CALENDAR_ATTRIBUTES = (
+    "title", "subtitle", "starts_at", "ends_at", "venue_name", "venue_address", "format",
+    "status", "contact_name", "contact_email", "contact_phone",
+)  # fmt: skip
 
-    event = lock_event(event.id)
-    attrs = data.attributes
-    new_format = attrs["format"]
+
+class SlugTaken(ServiceError):
+    code = "slug_taken"
+    default_message = _l("This web address is taken already.")
+    field = "slug"
+
+
+class SlugFixed(ServiceError):
+    code = "slug_fixed"
+    default_message = _l("The web address of an event cannot change.")
+    field = "slug"
+
+
+@dataclass(frozen=True)
+class EventChange:
+    """What an update did: the attributes it changed (old and new value) and how many
+    participants it told."""
+
+    event: Event
+    changes: dict[str, tuple[Any, Any]]
+    notified: int = 0
+
+    @property
+    def changed(self) -> list[str]:
+        return sorted(self.changes)
+
+
+def _moment(value: datetime | None, zone: Any) -> str | None:
+    return value.astimezone(zone).isoformat() if value is not None else None
+
+
+def event_record(event: Event) -> dict[str, Any]:
+    """An event in the import format (times in the event's zone): what the API returns and
+    what an update merges the named fields into."""
+    zone = event.zone
+    return {
+        "slug": event.slug,
+        "title": event.title,
+        "subtitle": event.subtitle,
+        "description": event.description,
+        "format": str(event.format),
+        "language": event.language,
+        "status": str(event.status),
+        "starts_at": _moment(event.starts_at, zone),
+        "ends_at": _moment(event.ends_at, zone),
+        "timezone": event.timezone,
+        "venue": {"name": event.venue_name, "address": event.venue_address},
+        "contact": {
+            "name": event.contact_name,
+            "email": event.contact_email,
+            "phone": event.contact_phone,
+        },
+        "capacity": {"on_site": event.capacity_on_site, "online": event.capacity_online},
+        "waitlist": event.waitlist_enabled,
+        "registration_opens_at": _moment(event.registration_opens_at, zone),
+        "registration_closes_at": _moment(event.registration_closes_at, zone),
+        "dial_in": {
+            "url": event.dial_in_url,
+            "meeting_id": event.dial_in_meeting_id,
+            "passcode": event.dial_in_passcode,
+            "phone": event.dial_in_phone,
+            "instructions": event.dial_in_instructions,
+        },
+        "reminder_days_before": event.reminder_days_before,
+        "dial_in_hours_before": event.dial_in_hours_before,
+        "retention_days": event.retention_days,
+        "title_image": {"alt": event.title_image_alt, "credit": event.title_image_credit},
+        "questions": [question_record(q) for q in event.questions],
+    }
+
+
+def named_attributes(fields: Mapping[str, Any]) -> set[str]:
+    """The attributes a partial record names: ``{"venue": {"name": ...}}`` names only
+    ``venue_name``; a section given as anything but an object names all of its keys."""
+    named: set[str] = set()
+    for attribute, path in ATTRIBUTE_PATHS.items():
+        top, _, key = path.partition(".")
+        if top not in fields:
+            continue
+        value = fields[top]
+        if not key or not isinstance(value, Mapping) or key in value:
+            named.add(attribute)
+    return named
+
+
+def _merge(record: dict[str, Any], fields: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(record)
+    for key, value in fields.items():
+        if key in SECTIONS and isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    return merged
+
+
+def _check_seats_kept(event: Event, attrs: Mapping[str, Any]) -> None:
+    """Refuse a format that drops a mode people hold, or a capacity below the confirmed
+    participants: nobody loses a confirmed seat silently."""
     for mode in Attendance:
-        keeps_mode = mode in modes_for_format(new_format)
+        keeps_mode = mode in modes_for_format(attrs["format"])
         confirmed = confirmed_count(event, mode)
         if not keeps_mode and (confirmed or waitlisted_count(event, mode)):
             raise CapacityConflict(
                 Message(
                     "%(slug)s: cannot drop %(mode)s attendance, participants are registered for it",
-                    slug=data.slug,
+                    slug=event.slug,
                     mode=mode.value,
                 ),
                 field="format",
@@ -541,26 +681,278 @@ def upsert_event(data: EventData) -> tuple[Event, bool]:
                 Message(
                     "%(slug)s: capacity.%(mode)s %(capacity)s is below the %(confirmed)s "
                     "participants already confirmed",
-                    slug=data.slug,
+                    slug=event.slug,
                     mode=mode.value,
                     capacity=capacity,
                     confirmed=confirmed,
                 ),
                 field=f"capacity.{mode.value}",
             )
-    dial_in_changed = event.has_dial_in and any(
-        getattr(event, key) != attrs[key] for key in DIAL_IN_FIELDS
+
+
+def create_event(
+    data: EventData,
+    *,
+    actor: Organiser | None,
+    via: Mapping[str, Any] | None = None,
+    copy_of: Event | None = None,
+    commit: bool = True,
+) -> Event:
+    """Create an event; its creator (if any) organises it. ``copy_of`` (duplicating): the
+    questions, title image with its alternative text and credit, and attachments of that
+    event come along unless ``data`` gives its own. Raises :class:`SlugTaken`."""
+    if db.session.scalars(select(Event.id).where(Event.slug == data.slug)).first() is not None:
+        raise SlugTaken()
+    attributes = dict(data.attributes)
+    if copy_of is not None and not (attributes.get("title_image_alt") or "").strip():
+        attributes["title_image_alt"] = copy_of.title_image_alt
+        attributes["title_image_credit"] = copy_of.title_image_credit
+    event = Event(slug=data.slug, **attributes)
+    db.session.add(event)
+    try:
+        with db.session.begin_nested():  # the same slug, created at the same moment
+            db.session.flush()
+    except IntegrityError as exc:
+        raise SlugTaken() from exc
+    if actor is not None:
+        event.organisers.append(actor)
+    questions = data.questions
+    if questions is None and copy_of is not None:
+        questions = parse_questions([question_record(q) for q in copy_of.questions])
+    _apply_questions(event, questions)
+    _apply_files(event, data.files, data.file_kinds)
+    if copy_of is not None:
+        for source in copy_of.files:
+            if source.kind not in data.file_kinds:
+                files.copy(source, event)
+    audit.record(
+        actor, "event.create", event=event,
+        details={**(via or {}), **({"copy_of": copy_of.slug} if copy_of is not None else {})},
+    )  # fmt: skip
+    if commit:
+        db.session.commit()
+    return event
+
+
+def update_event(
+    event: Event,
+    fields: Mapping[str, Any],
+    *,
+    actor: Organiser | None,
+    notify: bool = True,
+    via: Mapping[str, Any] | None = None,
+    base_dir: Path | None = None,
+    commit: bool = True,
+) -> EventChange:
+    """Apply the fields of a (partial) import record to the event: exactly the attributes the
+    record names, on the locked row; the others stay as they are.
+
+    The whole event as it would be is checked by the import rules (:class:`EventDataError`
+    naming each path). A raised capacity promotes waiting participants; a capacity below the
+    confirmed participants is a :class:`CapacityConflict`. A changed start, end or venue tells
+    confirmed and waiting participants with what changed, unless ``notify`` is false; status
+    ``cancelled`` cancels the event (:func:`cancel_event`). The change is audited and, with
+    ``commit``, committed.
+    """
+    if "slug" in fields and fields["slug"] != event.slug:
+        raise SlugFixed()
+    event = lock_event(event.id)
+    record = event_record(event)
+    if "questions" not in fields:
+        del record["questions"]  # left as they are
+    data = parse_event(_merge(record, fields), event.slug, base_dir)
+    named = named_attributes(fields)
+    wanted = {name: data.attributes[name] for name in named}
+    cancelling = (
+        wanted.get("status") == EventStatus.CANCELLED and event.status != EventStatus.CANCELLED
     )
-    for key, value in attrs.items():
-        setattr(event, key, value)
+    if cancelling:
+        del wanted["status"]  # cancel_event does that, with its own mails
+    changes = {
+        name: (getattr(event, name), value)
+        for name, value in wanted.items()
+        if getattr(event, name) != value
+    }
+    if {"format", "capacity_on_site", "capacity_online"} & set(changes):
+        _check_seats_kept(event, {**_current(event), **wanted})
+    dial_in_changed = event.has_dial_in and any(name in changes for name in DIAL_IN_FIELDS)
+    for name, (_old, new) in changes.items():
+        setattr(event, name, new)
     if dial_in_changed:
         event.dial_in_revision += 1  # the next scheduling pass sends the update
-    event.updated_at = utcnow()
+    if any(name in changes for name in CALENDAR_ATTRIBUTES):
+        event.ics_sequence += 1
+    if changes or data.questions is not None or data.file_kinds:
+        event.updated_at = utcnow()
     db.session.flush()
     _apply_questions(event, data.questions)
-    _apply_files(event, data.files)
+    _apply_files(event, data.files, data.file_kinds)
     promote_all(event)
-    return event, False
+    notified = 0
+    told = {name: changes[name] for name in NOTIFIED_ATTRIBUTES if name in changes}
+    if told and notify and event.status != EventStatus.CANCELLED and not cancelling:
+        notified = notify_participants(event, "event_changed", {"changes": _told(told)})
+    if changes or data.questions is not None or data.file_kinds:
+        audit.record(
+            actor, "event.update", event=event,
+            details={**(via or {}), "fields": sorted(changes), "notified": notified},
+        )  # fmt: skip
+    if cancelling:
+        cancel_event(event, actor=actor, notify=notify, via=via, commit=False)
+    if commit:
+        db.session.commit()
+    return EventChange(event, changes, notified)
+
+
+def _current(event: Event) -> dict[str, Any]:
+    return {name: getattr(event, name) for name in ATTRIBUTE_PATHS}
+
+
+def _told(changes: Mapping[str, tuple[Any, Any]]) -> list[dict[str, Any]]:
+    """The changes as the mail shows them (JSON for the outbox row's payload)."""
+
+    def plain(value: Any) -> Any:
+        return value.isoformat() if isinstance(value, datetime) else value
+
+    return [
+        {"field": name, "old": plain(old), "new": plain(new)}
+        for name, (old, new) in changes.items()
+    ]
+
+
+def cancel_event(
+    event: Event,
+    *,
+    actor: Organiser | None,
+    notify: bool = True,
+    via: Mapping[str, Any] | None = None,
+    commit: bool = True,
+) -> int:
+    """Cancel an event (it stays visible, marked, and takes no sign-ups) and, unless
+    ``notify`` is false, tell everyone registered. Cancelling twice does nothing the second
+    time. Returns how many were told."""
+    event = lock_event(event.id)
+    if event.status == EventStatus.CANCELLED:
+        return 0
+    event.status = EventStatus.CANCELLED
+    event.ics_sequence += 1
+    event.updated_at = utcnow()
+    db.session.flush()
+    notified = notify_participants(event, "event_cancelled") if notify else 0
+    audit.record(actor, "event.cancel", event=event, details={**(via or {}), "notified": notified})
+    if commit:
+        db.session.commit()
+    return notified
+
+
+def import_events(
+    document: Any,
+    base_dir: Path | None = None,
+    *,
+    actor: Organiser | None = None,
+    notify: bool = True,
+    via: Mapping[str, Any] | None = None,
+) -> list[tuple[str, bool]]:
+    """Create or update (by slug) the events of an import document, all in one transaction:
+    all or nothing. An update applies the fields each record names (see :func:`update_event`).
+    Returns ``(slug, created)`` per event; raises :class:`EventDataError`."""
+    parsed = parse_event_file(document, base_dir)
+    records = {data.slug: record for data, record in zip(parsed, document["events"], strict=True)}
+    results: list[tuple[str, bool]] = []
+    try:
+        for data in parsed:
+            existing = db.session.scalars(select(Event).where(Event.slug == data.slug)).first()
+            if existing is None:
+                create_event(data, actor=actor, via=via, commit=False)
+                results.append((data.slug, True))
+            else:
+                update_event(
+                    existing, records[data.slug], actor=actor, notify=notify, via=via,
+                    base_dir=base_dir, commit=False,
+                )  # fmt: skip
+                results.append((data.slug, False))
+    except EventDataError:
+        db.session.rollback()
+        raise
+    except ServiceError as exc:
+        db.session.rollback()
+        raise EventDataError([str(exc)]) from exc
+    db.session.commit()
+    return results
+
+
+def notify_participants(event: Event, kind: str, payload: dict[str, Any] | None = None) -> int:
+    """Queue ``kind`` ("event_changed", "event_cancelled") for every active participant.
+
+    Keyed by the calendar SEQUENCE the change produced, so a second change tells people again,
+    while a retried transaction does not duplicate anything."""
+    active = db.session.scalars(
+        select(Registration).where(
+            Registration.event_id == event.id,
+            Registration.status.in_(ACTIVE_STATUSES),
+            Registration.anonymised_at.is_(None),  # GDPR: no address left to write to
+        )
+    ).all()
+    for registration in active:
+        outbox.enqueue_keyed(
+            kind,
+            registration,
+            f"{kind}:{registration.id}:{event.ics_sequence}",
+            payload=payload,
+        )
+    return len(active)
+
+
+def add_organiser(event: Event, organiser: Organiser, *, actor: Organiser | None) -> bool:
+    """Let ``organiser`` manage ``event``; commits. Returns whether anything changed."""
+    if organiser in event.organisers:
+        return False
+    event.organisers.append(organiser)
+    audit.record(actor, "event.organiser.add", event=event, subject=f"organiser:{organiser.id}")
+    db.session.commit()
+    return True
+
+
+def remove_organiser(event: Event, organiser: Organiser, *, actor: Organiser | None) -> None:
+    """``organiser`` no longer manages ``event``; commits."""
+    event.organisers.remove(organiser)
+    audit.record(actor, "event.organiser.remove", event=event, subject=f"organiser:{organiser.id}")
+    db.session.commit()
+
+
+def add_file(
+    event: Event,
+    kind: FileKind,
+    data: bytes,
+    filename: str,
+    *,
+    actor: Organiser | None,
+    title: str = "",
+    alt: str = "",
+    credit: str = "",
+) -> EventFile:
+    """Store an uploaded title image (with its alternative text and credit) or attachment;
+    commits. Raises :class:`files.FileRejected`."""
+    try:
+        stored = files.store(event, kind, data, filename, title)
+    except files.FileRejected:
+        db.session.rollback()
+        raise
+    if kind == FileKind.TITLE_IMAGE:
+        event.title_image_alt, event.title_image_credit = alt, credit
+    audit.record(
+        actor, "event.file.add", event=event, subject=f"file:{stored.id}",
+        details={"name": stored.filename, "type": stored.content_type},
+    )  # fmt: skip
+    db.session.commit()
+    return stored
+
+
+def remove_file(event: Event, stored: EventFile, *, actor: Organiser | None) -> None:
+    """Remove a title image or attachment; commits (the bytes go once the commit is done)."""
+    audit.record(actor, "event.file.remove", event=event, subject=f"file:{stored.id}")
+    files.remove(stored)
+    db.session.commit()
 
 
 def _apply_questions(event: Event, questions: list[dict[str, Any]] | None) -> None:
@@ -583,10 +975,10 @@ def _apply_questions(event: Event, questions: list[dict[str, Any]] | None) -> No
     db.session.flush()
 
 
-def _apply_files(event: Event, wanted: list[FileData] | None) -> None:
-    """Make the event's files those given; files already there (same name and size) are kept,
-    so importing the same document twice stores nothing twice."""
-    if wanted is None:
+def _apply_files(event: Event, wanted: list[FileData], kinds: frozenset[FileKind]) -> None:
+    """Make the event's files of ``kinds`` those given; files already there (same name and
+    size) are kept, so importing the same document twice stores nothing twice."""
+    if not kinds:
         return
 
     def same(stored: EventFile, new: FileData) -> bool:
@@ -597,7 +989,7 @@ def _apply_files(event: Event, wanted: list[FileData] | None) -> None:
             and stored.filename == files.safe_filename(new.filename, extension)
         )
 
-    for stored in list(event.files):
+    for stored in [f for f in event.files if f.kind in kinds]:
         match = next((new for new in wanted if same(stored, new)), None)
         if match is None:
             files.remove(stored)
@@ -608,31 +1000,23 @@ def _apply_files(event: Event, wanted: list[FileData] | None) -> None:
             files.store(event, new.kind, new.data, new.filename, new.title)
 
 
-def notify_participants(event: Event, kind: str, payload: dict[str, Any] | None = None) -> int:
-    """Queue ``kind`` ("event_changed", "event_cancelled") for every active participant.
-
-    Each call is its own notification (keyed by the event's change time), so a second change
-    tells people again, while a retried transaction does not duplicate anything."""
-    stamp = int(event.updated_at.timestamp())
-    active = db.session.scalars(
-        select(Registration).where(
-            Registration.event_id == event.id,
-            Registration.status.in_(ACTIVE_STATUSES),
-            Registration.anonymised_at.is_(None),  # GDPR: no address left to write to
-        )
-    ).all()
-    for registration in active:
-        outbox.enqueue_keyed(
-            kind, registration, f"{kind}:{registration.id}:{stamp}", payload=payload
-        )
-    return len(active)
+def free_slug(wanted: str) -> str:
+    """``wanted``, or with ``-2``, ``-3``, ... when an event has that web address already."""
+    taken = set(db.session.scalars(select(Event.slug).where(Event.slug.startswith(wanted))))
+    candidate, number = wanted, 1
+    while candidate in taken:
+        number += 1
+        candidate = f"{wanted}-{number}"
+    return candidate
 
 
-def cancel_event(event: Event, *, notify: bool) -> int:
-    """Cancel an event (it stays visible, marked, and takes no sign-ups); optionally tell
-    everyone registered. Returns how many were notified."""
-    event = lock_event(event.id)
-    event.status = EventStatus.CANCELLED
-    event.updated_at = utcnow()
-    db.session.flush()
-    return notify_participants(event, "event_cancelled") if notify else 0
+def has_participants(event: Event) -> bool:
+    """Whether anybody holds a seat or a place on the waiting list."""
+    return (
+        db.session.scalars(
+            select(Registration.id)
+            .where(Registration.event_id == event.id, Registration.status.in_(ACTIVE_STATUSES))
+            .limit(1)
+        ).first()
+        is not None
+    )

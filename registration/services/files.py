@@ -106,6 +106,26 @@ def store(event: Event, kind: FileKind, data: bytes, filename: str, title: str =
     return file
 
 
+def copy(source: EventFile, event: Event) -> EventFile:
+    """A copy of another event's file for ``event`` (duplicating an event): its own bytes
+    under a new name, so removing either leaves the other."""
+    extension = Path(source.storage_name).suffix
+    storage_name = secrets.token_hex(16) + extension
+    (upload_dir() / storage_name).write_bytes(path_of(source).read_bytes())
+    file = EventFile(
+        kind=source.kind,
+        title=source.title,
+        filename=source.filename,
+        content_type=source.content_type,
+        size=source.size,
+        storage_name=storage_name,
+        position=len(event.files),
+    )
+    event.files.append(file)
+    db.session.flush()
+    return file
+
+
 def remove(file: EventFile) -> None:
     """Delete a file's row now and its bytes once the transaction commits (so a rollback never
     leaves a row whose file is gone)."""

@@ -7,7 +7,7 @@ import uuid
 from sqlalchemy import select
 
 from ..extensions import db
-from ..models import ACTIVE_STATUSES, Event, Organiser, Registration
+from ..models import ACTIVE_STATUSES, Event, Organiser, OutboxMessage, Registration
 from . import audit, outbox
 
 
@@ -33,8 +33,8 @@ def send(
     status: str | None = None,
     attendance: str | None = None,
 ) -> int:
-    """Queue the message for everyone matching; one campaign, one row per person. The caller
-    commits. Returns the number of recipients."""
+    """Queue the message for everyone matching (one campaign, one row per person), audit it and
+    commit. Returns the number of recipients."""
     campaign = uuid.uuid4().hex[:12]
     people = recipients(event, status=status, attendance=attendance)
     payload = {"subject": subject, "body": body, "campaign": campaign}
@@ -47,4 +47,25 @@ def send(
         details={"campaign": campaign, "subject": subject, "recipients": len(people),
                  "status": status, "attendance": attendance},
     )  # fmt: skip
+    db.session.commit()
     return len(people)
+
+
+def retry(event: Event, message: OutboxMessage, actor: Organiser) -> bool:
+    """Put a failed email back in the queue (an organiser's decision); commits. Returns whether
+    it was failed."""
+    if not outbox.retry(message):
+        return False
+    audit.record(actor, "email.retry", event=event, subject=f"outbox:{message.id}")
+    db.session.commit()
+    return True
+
+
+def resend(event: Event, message: OutboxMessage, actor: Organiser) -> OutboxMessage:
+    """Send an email once more as a new outbox row (e.g. a confirmation that went missing);
+    commits. Returns the copy."""
+    copy = outbox.resend(message)
+    db.session.flush()
+    audit.record(actor, "email.resend", event=event, subject=f"outbox:{copy.id}")
+    db.session.commit()
+    return copy

@@ -1,0 +1,108 @@
+"""An organiser's changes to participants (back office, API, CLI): each call validates, tells
+the participant through the outbox, writes the audit entry and commits, so every entry point has
+the same effects. The rules themselves live in :mod:`.signup` (seats, waiting list)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ..extensions import db
+from ..models import Event, Organiser, Registration
+from . import audit, signup
+from .errors import ServiceError
+
+
+def _subject(registration: Registration) -> str:
+    return f"registration:{registration.id}"
+
+
+def add(
+    event: Event,
+    data: signup.SignupData,
+    *,
+    actor: Organiser | None,
+    over_capacity: bool = False,
+    via: Mapping[str, Any] | None = None,
+) -> Registration:
+    """A sign-up taken by an organiser (by phone, on paper): the sign-up window does not apply,
+    and ``over_capacity`` confirms past the capacity. Raises the sign-up's errors; nothing is
+    written then."""
+    try:
+        result = signup.register(event, data, by_organiser=True, over_capacity=over_capacity)
+        registration = result.registration
+        audit.record(
+            actor, "participant.add", event=event, subject=_subject(registration),
+            details={**(via or {}), "over_capacity": over_capacity},
+        )  # fmt: skip
+        db.session.commit()
+    except ServiceError:
+        db.session.rollback()
+        raise
+    signup.add_checkin_qr(result)
+    return registration
+
+
+def edit(
+    registration: Registration,
+    *,
+    actor: Organiser | None,
+    email: str,
+    first_name: str,
+    last_name: str,
+    organisation: str,
+    via: Mapping[str, Any] | None = None,
+) -> Registration:
+    """Correct a participant's details; the address stays unique per event."""
+    try:
+        registration = signup.update_details(
+            registration, email=email, first_name=first_name, last_name=last_name,
+            organisation=organisation,
+        )  # fmt: skip
+        audit.record(
+            actor, "participant.edit", event=registration.event, subject=_subject(registration),
+            details=dict(via or {}) or None,
+        )  # fmt: skip
+        db.session.commit()
+    except ServiceError:
+        db.session.rollback()
+        raise
+    return registration
+
+
+def cancel(
+    registration: Registration,
+    *,
+    actor: Organiser | None,
+    via: Mapping[str, Any] | None = None,
+) -> list[Registration]:
+    """Cancel a registration for the participant (who is told); a freed seat goes to the first
+    person waiting in that mode. Returns those promoted."""
+    promoted = signup.cancel(registration)
+    audit.record(
+        actor, "participant.cancel", event=registration.event, subject=_subject(registration),
+        details={**(via or {}), "promoted": [r.id for r in promoted]},
+    )  # fmt: skip
+    db.session.commit()
+    return promoted
+
+
+def confirm_anyway(
+    registration: Registration,
+    *,
+    actor: Organiser | None,
+    via: Mapping[str, Any] | None = None,
+) -> Registration:
+    """Give a waiting person a seat although the mode is full (an organiser's explicit
+    decision)."""
+    try:
+        registration = signup.confirm_anyway(registration)
+        audit.record(
+            actor, "participant.confirm_over_capacity", event=registration.event,
+            subject=_subject(registration), details=dict(via or {}) or None,
+        )  # fmt: skip
+        db.session.commit()
+    except ServiceError:
+        db.session.rollback()
+        raise
+    return registration
