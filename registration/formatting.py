@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from babel.dates import format_date, format_time
@@ -111,6 +112,50 @@ def answer_text(answer: Answer) -> str:
     return answers.display(answer.question, answer.value)
 
 
+def _moment_text(value: datetime, other: datetime, event: Event) -> str:
+    """A time of the event, with its date only when the date differs from ``other``'s."""
+    locale = str(get_locale() or "de")
+    local, other_local = value.astimezone(event.zone), other.astimezone(event.zone)
+    time = format_time(local, "HH:mm", locale=locale)
+    if locale.startswith("de"):
+        time += " Uhr"
+    if local.date() == other_local.date():
+        return time
+    return f"{format_date(local.date(), 'full', locale=locale)}, {time}"
+
+
+def change_lines(changes: list[dict[str, Any]], event: Event) -> list[str]:
+    """What an organiser changed, one line each, e.g. "Beginn – neu: 12:00 Uhr statt 11:00 Uhr"
+    (``changes`` as the "event_changed" mail's payload has them)."""
+    labels = {
+        "starts_at": _("Start"),
+        "ends_at": _("End"),
+        "venue_name": _("Venue"),
+        "venue_address": _("Address"),
+    }
+    lines = []
+    for change in changes:
+        name, old, new = change["field"], change["old"], change["new"]
+        if name in ("starts_at", "ends_at"):
+            old_time, new_time = datetime.fromisoformat(old), datetime.fromisoformat(new)
+            old, new = (
+                _moment_text(old_time, new_time, event),
+                _moment_text(new_time, old_time, event),
+            )
+        else:
+            old, new = (" ".join(str(v or "").split()) for v in (old, new))
+        what = labels.get(name, name)
+        if not old:
+            lines.append(_("%(what)s – new: %(new)s", what=what, new=new))
+        elif not new:
+            lines.append(_("%(what)s – no longer: %(old)s", what=what, old=old))
+        else:
+            lines.append(
+                _("%(what)s – new: %(new)s instead of %(old)s", what=what, new=new, old=old)
+            )
+    return lines
+
+
 def utc_local(value: datetime) -> str:
     """A stored UTC time in the configured zone (for entries that belong to no event)."""
     locale = str(get_locale() or "de")
@@ -133,3 +178,4 @@ def init_app(app: Flask) -> None:
     app.add_template_filter(filesize, "filesize")
     app.add_template_filter(answer_text, "answer_text")
     app.add_template_filter(utc_local, "utc_local")
+    app.add_template_global(change_lines, "change_lines")

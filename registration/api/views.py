@@ -449,8 +449,7 @@ def update_event(slug: str) -> Any:
     try:
         notify = _notify_flag(body)
         events.update_event(
-            event, body, actor=_actor(), notify=notify,
-            via=_token_details(fields=sorted(body)),
+            event, body, actor=_actor(), notify=notify, via=_token_details()
         )  # fmt: skip
     except InvalidInput as exc:
         return _validation_error(exc.errors)

@@ -507,32 +507,6 @@ def parse_event(record: Any, label: str, base_dir: Path | None = None) -> EventD
     )
 
 
-def parse_event_file(document: Any, base_dir: Path | None = None) -> list[EventData]:
-    """Validate a whole import document ``{"events": [...]}``; every problem is reported at once.
-
-    ``base_dir`` is the folder files named in the document are read from."""
-    if not isinstance(document, Mapping) or not isinstance(document.get("events"), list):
-        raise EventDataError(['the file must be a JSON object with a list "events"'])
-    messages: list[str] = []
-    parsed: list[EventData] = []
-    seen: set[str] = set()
-    for index, record in enumerate(document["events"]):
-        slug = record.get("slug") if isinstance(record, Mapping) else None
-        label = f"events[{index}]" + (f" ({slug})" if isinstance(slug, str) and slug else "")
-        try:
-            data = parse_event(record, label, base_dir)
-        except EventDataError as exc:
-            messages.extend(exc.messages)
-            continue
-        if data.slug in seen:
-            messages.append(f"{label}: slug: appears more than once in the file")
-        seen.add(data.slug)
-        parsed.append(data)
-    if messages:
-        raise EventDataError(messages)
-    return parsed
-
-
 # --- The write path: every entry point (back office, API, CLI import) calls these -------------
 
 #: Where each attribute of an event stands in the import format (``section.key`` for the
@@ -742,6 +716,7 @@ def update_event(
     notify: bool = True,
     via: Mapping[str, Any] | None = None,
     base_dir: Path | None = None,
+    label: str | None = None,
     commit: bool = True,
 ) -> EventChange:
     """Apply the fields of a (partial) import record to the event: exactly the attributes the
@@ -760,7 +735,7 @@ def update_event(
     record = event_record(event)
     if "questions" not in fields:
         del record["questions"]  # left as they are
-    data = parse_event(_merge(record, fields), event.slug, base_dir)
+    data = parse_event(_merge(record, fields), label or event.slug, base_dir)
     named = named_attributes(fields)
     wanted = {name: data.attributes[name] for name in named}
     cancelling = (
@@ -853,30 +828,46 @@ def import_events(
     notify: bool = True,
     via: Mapping[str, Any] | None = None,
 ) -> list[tuple[str, bool]]:
-    """Create or update (by slug) the events of an import document, all in one transaction:
-    all or nothing. An update applies the fields each record names (see :func:`update_event`).
-    Returns ``(slug, created)`` per event; raises :class:`EventDataError`."""
-    parsed = parse_event_file(document, base_dir)
-    records = {data.slug: record for data, record in zip(parsed, document["events"], strict=True)}
+    """Create or update (by slug) the events of an import document ``{"events": [...]}`` in
+    one transaction: all or nothing. A new event needs a whole record; an update applies the
+    fields its record names (see :func:`update_event`). Files named in the document are read
+    relative to ``base_dir``. Returns ``(slug, created)`` per event; raises
+    :class:`EventDataError` with every problem, each naming the event and the field."""
+    if not isinstance(document, Mapping) or not isinstance(document.get("events"), list):
+        raise EventDataError(['the file must be a JSON object with a list "events"'])
+    messages: list[str] = []
     results: list[tuple[str, bool]] = []
-    try:
-        for data in parsed:
-            existing = db.session.scalars(select(Event).where(Event.slug == data.slug)).first()
+    seen: set[str] = set()
+    for index, record in enumerate(document["events"]):
+        slug = record.get("slug") if isinstance(record, Mapping) else None
+        label = f"events[{index}]" + (f" ({slug})" if isinstance(slug, str) and slug else "")
+        if isinstance(slug, str) and slug in seen:
+            messages.append(f"{label}: slug: appears more than once in the file")
+            continue
+        seen.add(slug if isinstance(slug, str) else "")
+        existing = (
+            db.session.scalars(select(Event).where(Event.slug == slug)).first()
+            if isinstance(slug, str) and slug
+            else None
+        )
+        try:
             if existing is None:
+                data = parse_event(record, label, base_dir)
                 create_event(data, actor=actor, via=via, commit=False)
                 results.append((data.slug, True))
             else:
                 update_event(
-                    existing, records[data.slug], actor=actor, notify=notify, via=via,
-                    base_dir=base_dir, commit=False,
+                    existing, record, actor=actor, notify=notify, via=via, base_dir=base_dir,
+                    label=label, commit=False,
                 )  # fmt: skip
-                results.append((data.slug, False))
-    except EventDataError:
+                results.append((existing.slug, False))
+        except EventDataError as exc:
+            messages.extend(exc.messages)
+        except ServiceError as exc:
+            messages.append(f"{label}: {exc}")
+    if messages:
         db.session.rollback()
-        raise
-    except ServiceError as exc:
-        db.session.rollback()
-        raise EventDataError([str(exc)]) from exc
+        raise EventDataError(messages)
     db.session.commit()
     return results
 
