@@ -499,14 +499,6 @@ def test_edit_keeps_seats_safe_and_notifies_on_request(client, setup):
     assert db.session.scalars(select(Registration.status)).all().count("confirmed") >= 3
 
 
-def test_duplicate_prefills_everything_but_dates(client, setup):
-    login(client, "ich@example.org")
-    page = client.get("/admin/events/new", query_string={"copy": "meine"}).get_data(as_text=True)
-    assert 'value="Meine Werkstatt"' in page and 'value="meine-kopie"' in page
-    assert re.search(r'id="starts_at" name="starts_at" value=""', page)
-    assert client.get("/admin/events/new", query_string={"copy": "fremde"}).status_code == 404
-
-
 def test_message_participants_with_preview_test_and_send(app, client, setup):
     from registration.extensions import mail
     from registration.models import OutboxMessage

@@ -384,7 +384,7 @@ def test_patch_changes_only_the_fields_given(client, world):
     assert [q.key for q in event.questions] == ["lunch"]  # not given: kept, answers too
     assert event.format == EventFormat.ON_SITE and event.status == EventStatus.PUBLISHED
     entry = db.session.scalars(select(AuditEntry).where(AuditEntry.action == "event.update")).one()
-    assert entry.details["fields"] == ["title", "venue"]
+    assert entry.details["fields"] == ["title", "venue_name"]  # what changed
 
 
 def test_patch_raising_capacity_promotes_and_lowering_below_confirmed_is_409(client, world):
