@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from . import worker
 from .extensions import db
-from .models import Event, Organiser
+from .models import Event, EventStatus, Organiser
 from .services import accounts, api_tokens, demo, events, privacy
 from .services.errors import InvalidInput
 from .services.events import EventDataError
@@ -58,6 +58,24 @@ def import_events(file: Path, notify: bool) -> None:
             f"{file}: nothing was imported.\n" + "\n".join(f"  - {m}" for m in exc.messages)
         ) from exc
     _report(results)
+
+
+@events_cli.command("cancel")
+@click.argument("slug")
+@click.option(
+    "--notify/--no-notify", default=True, show_default=True,
+    help="Tell everyone registered by email.",
+)  # fmt: skip
+def cancel_event(slug: str, notify: bool) -> None:
+    """Cancel the event SLUG: it stays visible, marked as cancelled, and takes no sign-ups."""
+    event = db.session.scalars(select(Event).where(Event.slug == slug)).first()
+    if event is None:
+        raise click.ClickException(f"no event {slug!r}")
+    if event.status == EventStatus.CANCELLED:
+        click.echo(f"{slug} was cancelled already")
+        return
+    told = events.cancel_event(event, actor=None, notify=notify, via=VIA_CLI)
+    click.echo(f"cancelled: {slug} ({told} participants told)")
 
 
 @click.command("demo")

@@ -254,6 +254,22 @@ def test_cancelling_through_the_api_is_a_cancellation(client, office, notify):
     assert outcome(office["per-api"]) == result
 
 
+@pytest.mark.parametrize("notify", [True, False])
+def test_cancelling_on_the_command_line(runner, office, notify):
+    args = ["events", "cancel", "per-cli"] + ([] if notify else ["--no-notify"])
+    result = runner.invoke(args=args)
+    assert result.exit_code == 0, result.output
+    told = 2 if notify else 0
+    assert f"cancelled: per-cli ({told} participants told)" in result.output
+    outcome_now = outcome(office["per-cli"])
+    assert [kind for kind, *_ in outcome_now["outbox"]] == ["event_cancelled"] * told
+    assert outcome_now["audit"] == [("event.cancel", {"notified": told})]
+    again = runner.invoke(args=["events", "cancel", "per-cli"])
+    assert "was cancelled already" in again.output
+    assert outcome(office["per-cli"]) == outcome_now
+    assert runner.invoke(args=["events", "cancel", "gibt-es-nicht"]).exit_code != 0
+
+
 def test_cancelling_through_the_import_tells_the_participants(runner, office, tmp_path):
     record = {"slug": "per-cli", "status": "cancelled"}
     result = runner.invoke(args=["events", "import", import_file(tmp_path, record)])
