@@ -13,7 +13,7 @@ from flask import Flask
 from flask.cli import AppGroup
 from sqlalchemy import select
 
-from . import worker
+from . import textrules, worker
 from .extensions import db
 from .models import Event, EventStatus, Organiser
 from .services import accounts, api_tokens, demo, events, privacy
@@ -98,6 +98,8 @@ def create_user(email: str, admin: bool, name: str, password: str) -> None:
         email = validate_email(email, check_deliverability=False).normalized.lower()
     except EmailNotValidError as exc:
         raise click.BadParameter(str(exc), param_hint="EMAIL") from exc
+    if not textrules.is_clean_line(name):
+        raise click.BadParameter("must be one line without control characters", param_hint="--name")
     if accounts.find(email) is not None:
         raise click.ClickException(f"an account for {email} exists already")
     organiser = Organiser(email=email, name=name, is_admin=admin, created_at=utcnow())

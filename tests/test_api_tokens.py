@@ -106,7 +106,7 @@ def test_a_token_is_shown_once_and_only_its_hash_is_stored(app):
 @pytest.mark.parametrize(
     ("name", "expires_days", "field"),
     [("", None, "name"), ("   ", None, "name"), ("x" * 101, None, "name"),
-     ("ok", 0, "expires_days"), ("ok", 3651, "expires_days")],
+     ("Web\r\nsite", None, "name"), ("ok", 0, "expires_days"), ("ok", 3651, "expires_days")],
 )  # fmt: skip
 def test_creating_a_token_checks_name_and_lifetime(app, name, expires_days, field):
     me = make_organiser("ich@example.org")

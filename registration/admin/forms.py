@@ -32,9 +32,21 @@ from wtforms.validators import (
     ValidationError,
 )
 
-from ..forms import ParticipantFields, strip
+from .. import textrules
+from ..forms import ParticipantFields, no_control_characters, strip
 from ..models import Event, QuestionKind
 from ..services.events import SLUG_RE
+
+
+def normalise_newlines(value: Any) -> Any:
+    """A textarea's CRLF (and lone CR) as LF, stripped."""
+    return textrules.normalise_newlines(value).strip() if isinstance(value, str) else value
+
+
+def clean_text(_form: FlaskForm, field: Field) -> None:
+    """Multi-line text: line breaks and tabs, but no other control characters."""
+    if isinstance(field.data, str) and not textrules.is_clean_text(field.data):
+        raise ValidationError(_l("Please remove the control characters from this field."))
 
 
 class LoginForm(FlaskForm):
@@ -312,12 +324,16 @@ class MessageForm(FlaskForm):
     subject = StringField(
         _l("Subject"),
         filters=[strip],
-        validators=[DataRequired(_l("Please enter a subject.")), Length(max=200)],
+        validators=[
+            DataRequired(_l("Please enter a subject.")),
+            Length(max=200),
+            no_control_characters,
+        ],
     )
     body = TextAreaField(
         _l("Text"),
-        filters=[strip],
-        validators=[DataRequired(_l("Please enter a text.")), Length(max=20_000)],
+        filters=[normalise_newlines],
+        validators=[DataRequired(_l("Please enter a text.")), Length(max=20_000), clean_text],
         description=_l(
             "Markdown: **bold**, lists with -, links [text](https://...). Greeting, event "
             "details and the personal link are added."
@@ -381,7 +397,11 @@ class AccountForm(FlaskForm):
             Email(_l("Please enter a valid email address, e.g. name@example.org.")),
         ],
     )
-    name = StringField(_l("Name"), filters=[strip], validators=[Optional(), Length(max=200)])
+    name = StringField(
+        _l("Name"),
+        filters=[strip],
+        validators=[Optional(), Length(max=200), no_control_characters],
+    )
     is_admin = BooleanField(_l("Administrator (manages accounts, sees every event)"))
 
 
@@ -407,15 +427,19 @@ class FileForm(FlaskForm):
         validate_choice=True,
     )
     title = StringField(
-        _l("Link text (documents)"), filters=[strip], validators=[Optional(), Length(max=200)]
+        _l("Link text (documents)"),
+        filters=[strip],
+        validators=[Optional(), Length(max=200), no_control_characters],
     )
     alt = StringField(
         _l("Description of the image for screen readers (title image)"),
         filters=[strip],
-        validators=[Optional(), Length(max=300)],
+        validators=[Optional(), Length(max=300), no_control_characters],
     )
     credit = StringField(
-        _l("Credit line (title image)"), filters=[strip], validators=[Optional(), Length(max=200)]
+        _l("Credit line (title image)"),
+        filters=[strip],
+        validators=[Optional(), Length(max=200), no_control_characters],
     )
 
 

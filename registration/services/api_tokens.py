@@ -12,6 +12,7 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import joinedload
 
+from .. import textrules
 from ..extensions import db
 from ..models import ApiToken, Organiser
 from ..timeutil import utcnow
@@ -49,8 +50,10 @@ def create(
     errors: dict[str, list[str]] = {}
     if not name:
         errors["name"] = [_l("Please give the token a name (what it is for).")]
-    elif len(name) > MAX_NAME_LENGTH or "\x00" in name:
+    elif len(name) > MAX_NAME_LENGTH:
         errors["name"] = [_l("Please use at most %(num)d characters.", num=MAX_NAME_LENGTH)]
+    elif not textrules.is_clean_line(name):
+        errors["name"] = [_l("Please remove the control characters from this field.")]
     if expires_days is not None and not 1 <= expires_days <= MAX_EXPIRES_DAYS:
         errors["expires_days"] = [
             _l("Please enter 1 to %(num)d days, or nothing.", num=MAX_EXPIRES_DAYS)
