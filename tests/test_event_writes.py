@@ -430,3 +430,36 @@ def test_the_back_office_shows_a_refused_line_break_next_to_the_field(client, of
         re.S,
     )
     assert error and "eine Zeile" in error.group(1)
+
+
+def test_answered_questions_keep_kind_and_chosen_options_from_the_api_too(client, office):
+    event = office["per-api"]
+    event.questions.append(
+        Question(key="walk", label="Stadtspaziergang?", kind=QuestionKind.SINGLE_CHOICE,
+                 options=["ja", "nein"], position=0)
+    )  # fmt: skip
+    db.session.commit()
+    signup.register(
+        event,
+        signup.SignupData(email="walker@example.org", first_name="W", last_name="K",
+                          privacy_consent=True, answers={"walk": "ja"}),
+    )  # fmt: skip
+    db.session.commit()
+    headers = bearer(office["secret"])
+    as_text = {"questions": [{"key": "walk", "label": "Spaziergang?", "kind": "text"}]}
+    response = client.patch("/api/v1/events/per-api", json=as_text, headers=headers)
+    assert response.status_code == 422 and list(response.json["errors"]) == ["questions[0].kind"]
+    renamed = {"questions": [{"key": "walk", "label": "Spaziergang?", "kind": "single_choice",
+                              "options": ["gern", "nein"]}]}  # fmt: skip
+    response = client.patch("/api/v1/events/per-api", json=renamed, headers=headers)
+    assert response.status_code == 422
+    assert list(response.json["errors"]) == ["questions[0].options"]
+    assert "„ja“" in response.json["errors"]["questions[0].options"][0]
+    # Options nobody chose can go; the label can change.
+    fine = {"questions": [{"key": "walk", "label": "Spaziergang?", "kind": "single_choice",
+                           "options": ["ja", "vielleicht"]}]}  # fmt: skip
+    response = client.patch("/api/v1/events/per-api", json=fine, headers=headers)
+    assert response.status_code == 200, response.json
+    db.session.expire_all()
+    (question,) = db.session.get(Event, event.id).questions
+    assert (question.label, question.options) == ("Spaziergang?", ["ja", "vielleicht"])

@@ -21,7 +21,6 @@ from sqlalchemy import func, select
 from ..extensions import db
 from ..forms import signup_form_class
 from ..models import Answer, Event, Question, QuestionKind
-from ..services import audit
 from ..services import events as events_service
 from ..services.errors import translated
 from ..services.seats import seat_status
@@ -48,16 +47,6 @@ def _answer_counts(event: Event) -> dict[int, int]:
         .group_by(Answer.question_id)
     )
     return dict(rows.all())
-
-
-def _chosen_options(question: Question) -> dict[str, int]:
-    """How often each option of ``question`` was chosen."""
-    counts: dict[str, int] = {}
-    for value in db.session.scalars(select(Answer.value).where(Answer.question_id == question.id)):
-        for option in value if isinstance(value, list) else [value]:
-            if isinstance(option, str):
-                counts[option] = counts.get(option, 0) + 1
-    return counts
 
 
 _UMLAUTS = str.maketrans({"ä": "ae", "ö": "oe", "ü": "ue", "ß": "ss"})
@@ -88,41 +77,15 @@ def _record_from_form(form: QuestionForm, key: str) -> dict[str, Any]:
     }
 
 
-def _protects_answers(form: QuestionForm, question: Question) -> bool:
-    """A question with answers keeps its kind and every option someone chose; otherwise the
-    problem goes onto the form and the answer is False."""
-    chosen = _chosen_options(question)
-    answered = chosen or db.session.scalar(
-        select(func.count()).select_from(Answer).where(Answer.question_id == question.id)
-    )
-    ok = True
-    if answered and form.kind.data != question.kind:
-        form.kind.errors = [
-            *form.kind.errors,
-            _("Participants have answered this question already, so its kind cannot change."),
-        ]
-        ok = False
-    if question.kind in _CHOICE_KINDS:
-        missing = [option for option in chosen if option not in form.option_list()]
-        if missing:
-            form.options.errors = [
-                *form.options.errors,
-                _(
-                    "These options were chosen by participants and cannot be removed or renamed: "
-                    "%(options)s",
-                    options=", ".join(f"„{option}“" for option in missing),
-                ),
-            ]
-            ok = False
-    return ok
-
-
-def _save(event: Event, form: QuestionForm, records: list[dict[str, Any]], index: int) -> bool:
-    """Validate the event's whole list with the import rules and store it; problems with the
-    question at ``index`` go onto the form."""
+def _save(
+    event: Event, form: QuestionForm, records: list[dict[str, Any]], index: int, **audit: Any
+) -> bool:
+    """Store the event's whole list through the service (the import rules, and answers stay
+    valid); problems with the question at ``index`` go onto the form."""
     try:
-        questions = events_service.parse_questions(records)
+        events_service.save_questions(event, records, actor=current_user, **audit)
     except events_service.EventDataError as exc:
+        db.session.rollback()
         prefix = f"questions[{index}]."
         for path, message in exc.fields:
             name = _FIELD_OF.get(path.removeprefix(prefix)) if path.startswith(prefix) else None
@@ -132,7 +95,6 @@ def _save(event: Event, form: QuestionForm, records: list[dict[str, Any]], index
             else:
                 form.form_errors.append(translated(message))
         return False
-    events_service.apply_questions(event, questions)
     return True
 
 
@@ -157,9 +119,10 @@ def questions(slug: str) -> Any:
             records = [events_service.question_record(q) for q in event.questions]
             key = key_for(form.label.data, {r["key"] for r in records})
             records.append(_record_from_form(form, key))
-            if _save(event, form, records, len(records) - 1):
-                audit.record(current_user, "question.add", event=event, subject=f"question:{key}")
-                db.session.commit()
+            if _save(
+                event, form, records, len(records) - 1, action="question.add",
+                subject=f"question:{key}",
+            ):  # fmt: skip
                 flash(_("The question has been added."), "success")
                 return redirect(url_for("admin.questions", slug=slug))
         db.session.rollback()
@@ -178,14 +141,14 @@ def question_edit(slug: str, question_id: int) -> Any:
         form.options.data = "\n".join(question.options or [])
     else:
         form = QuestionForm()
-        if form.validate() and _protects_answers(form, question):
+        if form.validate():
             records = [events_service.question_record(q) for q in event.questions]
             index = next(i for i, q in enumerate(event.questions) if q.id == question.id)
             records[index] = _record_from_form(form, question.key)
-            if _save(event, form, records, index):
-                audit.record(current_user, "question.update", event=event,
-                             subject=f"question:{question.key}")  # fmt: skip
-                db.session.commit()
+            if _save(
+                event, form, records, index, action="question.update",
+                subject=f"question:{question.key}",
+            ):  # fmt: skip
                 flash(_("The question has been saved."), "success")
                 return redirect(url_for("admin.questions", slug=slug))
         db.session.rollback()
@@ -208,11 +171,10 @@ def question_move(slug: str, question_id: int) -> Any:
     index = order.index(question)
     if 0 <= index + step < len(order):
         order[index], order[index + step] = order[index + step], order[index]
-        for position, item in enumerate(order):
-            item.position = position
-        audit.record(current_user, "question.move", event=event,
-                     subject=f"question:{question.key}")  # fmt: skip
-        db.session.commit()
+        events_service.save_questions(
+            event, [events_service.question_record(q) for q in order], actor=current_user,
+            action="question.move", subject=f"question:{question.key}",
+        )  # fmt: skip
     return redirect(url_for("admin.questions", slug=slug) + f"#question-{question.id}")
 
 
@@ -228,10 +190,10 @@ def question_delete(slug: str, question_id: int) -> Any:
         records = [
             events_service.question_record(q) for q in event.questions if q.id != question.id
         ]
-        events_service.apply_questions(event, events_service.parse_questions(records))
-        audit.record(current_user, "question.delete", event=event,
-                     subject=f"question:{question.key}", details={"answers": answered})  # fmt: skip
-        db.session.commit()
+        events_service.save_questions(
+            event, records, actor=current_user, action="question.delete",
+            subject=f"question:{question.key}", details={"answers": answered},
+        )  # fmt: skip
         flash(
             ngettext(
                 "The question and %(num)d answer have been deleted.",

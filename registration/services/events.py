@@ -19,13 +19,14 @@ from typing import Any
 from email_validator import EmailNotValidError, validate_email
 from flask import current_app
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from .. import textrules
 from ..extensions import db
 from ..models import (
     ACTIVE_STATUSES,
+    Answer,
     Attendance,
     Event,
     EventFile,
@@ -319,9 +320,74 @@ def question_record(question: Question) -> dict[str, Any]:
     }
 
 
-def apply_questions(event: Event, questions: list[dict[str, Any]]) -> None:
-    """Make ``questions`` (validated by :func:`parse_questions`) the event's questions."""
+_CHOICE_KINDS = (QuestionKind.SINGLE_CHOICE, QuestionKind.MULTIPLE_CHOICE)
+
+
+def chosen_options(question: Question) -> dict[str, int]:
+    """How often each option of ``question`` was chosen."""
+    counts: dict[str, int] = {}
+    for value in db.session.scalars(select(Answer.value).where(Answer.question_id == question.id)):
+        for option in value if isinstance(value, list) else [value]:
+            if isinstance(option, str):
+                counts[option] = counts.get(option, 0) + 1
+    return counts
+
+
+def _check_answers_kept(event: Event, questions: list[dict[str, Any]], label: str) -> None:
+    """A question people have answered keeps its kind and every option someone chose:
+    changing those would silently change what they answered. (Deleting a question, with its
+    answers, is a separate and explicit step.) Raises :class:`EventDataError`."""
+    check = _Checker(label, {})
+    by_key = {values["key"]: (index, values) for index, values in enumerate(questions)}
+    for question in event.questions:
+        if question.key not in by_key:
+            continue
+        index, values = by_key[question.key]
+        chosen = chosen_options(question)
+        answered = chosen or db.session.scalar(
+            select(func.count()).select_from(Answer).where(Answer.question_id == question.id)
+        )
+        if answered and values["kind"] != question.kind:
+            check.error(
+                f"questions[{index}].kind",
+                Message(
+                    "Participants have answered this question already, so its kind cannot change."
+                ),
+            )
+        elif question.kind in _CHOICE_KINDS:
+            missing = [option for option in chosen if option not in values["options"]]
+            if missing:
+                check.error(
+                    f"questions[{index}].options",
+                    Message(
+                        "These options were chosen by participants and cannot be removed or "
+                        "renamed: %(options)s",
+                        options=", ".join(f"„{option}“" for option in missing),
+                    ),
+                )
+    if check.messages:
+        raise EventDataError(check.messages, check.fields)
+
+
+def save_questions(
+    event: Event,
+    records: list[dict[str, Any]],
+    *,
+    actor: Organiser | None,
+    action: str,
+    subject: str = "",
+    details: dict[str, Any] | None = None,
+) -> None:
+    """Make ``records`` (the import format, in form order) the event's questions, checked by
+    the import rules as a whole list and so that answers stay valid; audited as ``action``,
+    committed. Raises :class:`EventDataError` with ``questions[i].field`` paths."""
+    questions = parse_questions(records)
+    event = lock_event(event.id)
+    _check_answers_kept(event, questions, "questions")
     _apply_questions(event, questions)
+    event.updated_at = utcnow()
+    audit.record(actor, action, event=event, subject=subject, details=details)
+    db.session.commit()
 
 
 def _read_file(check: _Checker, path: str, name: Any, base_dir: Path | None) -> bytes | None:
@@ -750,6 +816,8 @@ def update_event(
     }
     if {"format", "capacity_on_site", "capacity_online"} & set(changes):
         _check_seats_kept(event, {**_current(event), **wanted})
+    if data.questions is not None:
+        _check_answers_kept(event, data.questions, label or event.slug)
     dial_in_changed = event.has_dial_in and any(name in changes for name in DIAL_IN_FIELDS)
     for name, (_old, new) in changes.items():
         setattr(event, name, new)
