@@ -179,6 +179,9 @@ class Event(db.Model):
     #: Grows with every change of the dial-in details, so an update reaches those who had them.
     dial_in_revision: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
 
+    #: Grows with every change an organiser makes (the API's ETag, the back office's check
+    #: that nobody changed the event since the form was opened).
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     #: The calendar entry's SEQUENCE (RFC 5545): grows with every change of what the entry
     #: shows (time, place, title, cancellation), so calendars replace their copy.
     ics_sequence: Mapped[int] = mapped_column(Integer, default=0, server_default="0")

@@ -101,8 +101,14 @@ def _save_event(form: EventForm, event: Event | None, copy_of: Event | None = No
         if event.status == EventStatus.CANCELLED:
             del record["status"]  # the form does not offer it: cancelled stays cancelled
         change = events_service.update_event(
-            event, record, actor=_me(), notify=bool(form.notify.data)
-        )
+            event, record, actor=_me(), notify=bool(form.notify.data),
+            expected_version=int(form.version.data) if form.version.data else None,
+        )  # fmt: skip
+    except events_service.StaleVersion as exc:
+        db.session.rollback()
+        form.form_errors.append(str(exc))
+        form.version.data = str(db.session.get_one(Event, event.id).version)
+        return None
     except events_service.EventDataError as exc:
         db.session.rollback()
         for path, message in exc.fields:
@@ -149,6 +155,7 @@ def event_edit(slug: str) -> Any:
     form = EventForm()
     if request.method == "GET":
         form.fill_from(event)
+        form.version.data = str(event.version)
         # Opting out of telling people about a new time or place is a deliberate choice.
         form.notify.data = events_service.has_participants(event)
     form.slug.data = event.slug

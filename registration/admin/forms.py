@@ -13,6 +13,7 @@ from wtforms import (
     BooleanField,
     DateTimeLocalField,
     Field,
+    HiddenField,
     IntegerField,
     PasswordField,
     RadioField,
@@ -237,6 +238,8 @@ class EventForm(FlaskForm):
         ),
     )
     notify = BooleanField(_l("Tell the participants about a changed time or place by email"))
+    #: The event's version when the form was opened: saving over a newer one is refused once.
+    version = HiddenField(validators=[Optional(), Regexp(r"^[0-9]{1,9}$")])
 
     def validate_ends_at(self, field: Field) -> None:
         if self.starts_at.data and field.data and field.data <= self.starts_at.data:

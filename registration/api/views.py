@@ -122,10 +122,17 @@ def list_events() -> Any:
     return jsonify({"events": [event_json(e, seats[e.id]) for e in events]})
 
 
+def etag(event: Event) -> str:
+    """The event's version as an entity tag: send it back in ``If-Match`` with a PATCH."""
+    return f"v{event.version}"
+
+
 @bp.get("/events/<slug>")
 def get_event(slug: str) -> Any:
     event = _public_event_or_404(slug)
-    return jsonify(event_json(event, seat_status([event])[event.id]))
+    response = jsonify(event_json(event, seat_status([event])[event.id]))
+    response.set_etag(etag(event))
+    return response
 
 
 def _parse_signup(body: Any) -> signup.SignupData:
@@ -431,8 +438,22 @@ def create_event() -> Any:
     except events.SlugTaken:
         db.session.rollback()
         return _slug_taken()
-    location = url_for("api.update_event", slug=event.slug)
-    return jsonify(_organiser_event_json(event)), 201, {"Location": location}
+    response = jsonify(_organiser_event_json(event))
+    response.status_code = 201
+    response.headers["Location"] = url_for("api.update_event", slug=event.slug)
+    response.set_etag(etag(event))
+    return response
+
+
+def _expected_version() -> int | None:
+    """The version an ``If-Match`` header names (``None``: no header or ``*``); a tag that
+    is no version of this event can never match, so it is a stale version too."""
+    if not request.if_match or request.if_match.star_tag:
+        return None
+    for tag in request.if_match.as_set(include_weak=False):
+        if re.fullmatch(r"v[0-9]{1,9}", tag):
+            return int(tag[1:])
+    return 0  # versions start at 1
 
 
 @bp.patch("/events/<slug>")
@@ -441,7 +462,8 @@ def update_event(slug: str) -> Any:
     """Change the fields of an event that the body names, with the rules of the import and
     the back office (services/events.py): a raised capacity promotes waiting participants, a
     capacity below the confirmed count is refused (409), a changed time or place tells the
-    participants unless ``"notify": false``."""
+    participants unless ``"notify": false``. With ``If-Match`` (the ETag of an earlier answer)
+    a change made since is a 412 instead of being overwritten."""
     event = _managed_event_or_404(slug)
     body, problem = _json_object()
     if body is None:
@@ -449,8 +471,12 @@ def update_event(slug: str) -> Any:
     try:
         notify = _notify_flag(body)
         events.update_event(
-            event, body, actor=_actor(), notify=notify, via=_token_details()
+            event, body, actor=_actor(), notify=notify, via=_token_details(),
+            expected_version=_expected_version(),
         )  # fmt: skip
+    except events.StaleVersion as exc:
+        db.session.rollback()
+        return _error(412, exc.code, str(exc))
     except InvalidInput as exc:
         return _validation_error(exc.errors)
     except EventDataError as exc:
@@ -462,4 +488,6 @@ def update_event(slug: str) -> Any:
     except ServiceError as exc:
         db.session.rollback()
         return _error(409, exc.code, str(exc))
-    return jsonify(_organiser_event_json(event))
+    response = jsonify(_organiser_event_json(event))
+    response.set_etag(etag(event))
+    return response

@@ -385,7 +385,7 @@ def save_questions(
     event = lock_event(event.id)
     _check_answers_kept(event, questions, "questions")
     _apply_questions(event, questions)
-    event.updated_at = utcnow()
+    touch(event)
     audit.record(actor, action, event=event, subject=subject, details=details)
     db.session.commit()
 
@@ -612,6 +612,22 @@ class SlugTaken(ServiceError):
     field = "slug"
 
 
+class StaleVersion(ServiceError):
+    """The event changed since the caller read it (a stale form or ``If-Match``)."""
+
+    code = "stale"
+    default_message = _l(
+        "This event has been changed in the meantime by someone else. Your entries have not "
+        "been saved yet; saving again overwrites the other changes."
+    )
+
+
+def touch(event: Event) -> None:
+    """Mark a change of the event by an organiser: a new version (ETag) and ``updated_at``."""
+    event.version += 1
+    event.updated_at = utcnow()
+
+
 class SlugFixed(ServiceError):
     code = "slug_fixed"
     default_message = _l("The web address of an event cannot change.")
@@ -783,6 +799,7 @@ def update_event(
     via: Mapping[str, Any] | None = None,
     base_dir: Path | None = None,
     label: str | None = None,
+    expected_version: int | None = None,
     commit: bool = True,
 ) -> EventChange:
     """Apply the fields of a (partial) import record to the event: exactly the attributes the
@@ -793,11 +810,14 @@ def update_event(
     confirmed participants is a :class:`CapacityConflict`. A changed start, end or venue tells
     confirmed and waiting participants with what changed, unless ``notify`` is false; status
     ``cancelled`` cancels the event (:func:`cancel_event`). The change is audited and, with
-    ``commit``, committed.
+    ``commit``, committed. With ``expected_version``, an event changed since (another
+    organiser, another request) raises :class:`StaleVersion` instead.
     """
     if "slug" in fields and fields["slug"] != event.slug:
         raise SlugFixed()
     event = lock_event(event.id)
+    if expected_version is not None and expected_version != event.version:
+        raise StaleVersion()
     record = event_record(event)
     if "questions" not in fields:
         del record["questions"]  # left as they are
@@ -826,7 +846,7 @@ def update_event(
     if any(name in changes for name in CALENDAR_ATTRIBUTES):
         event.ics_sequence += 1
     if changes or data.questions is not None or data.file_kinds:
-        event.updated_at = utcnow()
+        touch(event)
     db.session.flush()
     _apply_questions(event, data.questions)
     _apply_files(event, data.files, data.file_kinds)
@@ -879,7 +899,7 @@ def cancel_event(
         return 0
     event.status = EventStatus.CANCELLED
     event.ics_sequence += 1
-    event.updated_at = utcnow()
+    touch(event)
     db.session.flush()
     notified = notify_participants(event, "event_cancelled") if notify else 0
     audit.record(actor, "event.cancel", event=event, details={**(via or {}), "notified": notified})
@@ -999,6 +1019,7 @@ def add_file(
         raise
     if kind == FileKind.TITLE_IMAGE:
         event.title_image_alt, event.title_image_credit = alt, credit
+    touch(event)
     audit.record(
         actor, "event.file.add", event=event, subject=f"file:{stored.id}",
         details={"name": stored.filename, "type": stored.content_type},
@@ -1011,6 +1032,7 @@ def remove_file(event: Event, stored: EventFile, *, actor: Organiser | None) -> 
     """Remove a title image or attachment; commits (the bytes go once the commit is done)."""
     audit.record(actor, "event.file.remove", event=event, subject=f"file:{stored.id}")
     files.remove(stored)
+    touch(event)
     db.session.commit()
 
 

@@ -1,4 +1,4 @@
-"""calendar SEQUENCE of events; line breaks in stored texts as LF
+"""version and calendar SEQUENCE of events; line breaks in stored texts as LF
 
 Revision ID: 6c1e5f0b2a47
 Revises: 1ae8f372b416
@@ -21,6 +21,7 @@ _MULTI_LINE = ('description', 'venue_address', 'dial_in_phone', 'dial_in_instruc
 
 def upgrade():
     with op.batch_alter_table('events', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('version', sa.Integer(), server_default='1', nullable=False))
         batch_op.add_column(sa.Column('ics_sequence', sa.Integer(), server_default='0', nullable=False))
     char = 'CHR' if op.get_bind().dialect.name == 'postgresql' else 'CHAR'
     cr, lf = f'{char}(13)', f'{char}(10)'
@@ -34,3 +35,4 @@ def upgrade():
 def downgrade():
     with op.batch_alter_table('events', schema=None) as batch_op:
         batch_op.drop_column('ics_sequence')
+        batch_op.drop_column('version')
