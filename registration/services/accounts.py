@@ -8,7 +8,8 @@ import uuid
 from datetime import datetime, timedelta
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm.attributes import set_committed_value
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from ..extensions import db
@@ -28,13 +29,14 @@ _DUMMY_HASH = generate_password_hash("not a real password")
 
 
 class LoginFailed(ServiceError):
+    """A wrong password, an unknown address or a locked account: one answer for all three, so
+    nobody learns which addresses have accounts."""
+
     code = "login_failed"
-    default_message = _l("The email address or the password is wrong.")
-
-
-class LoginLocked(ServiceError):
-    code = "login_locked"
-    default_message = _l("Too many failed attempts. Please wait 15 minutes and try again.")
+    default_message = _l(
+        "The email address or the password is wrong. After five failed attempts in a row, an "
+        "account is locked for 15 minutes."
+    )
 
 
 def find(email: str) -> Organiser | None:
@@ -44,29 +46,55 @@ def find(email: str) -> Organiser | None:
 
 
 def authenticate(email: str, password: str, *, now: datetime | None = None) -> Organiser:
-    """The account for these credentials, or :class:`LoginFailed`/:class:`LoginLocked`.
-    Failures are counted and logged (without the password); the caller commits."""
+    """The account for these credentials, or :class:`LoginFailed`. Failures are counted and
+    logged (without the password); the caller commits.
+
+    Each attempt is counted in the database *before* its password is checked (one UPDATE that
+    only an unlocked account passes), so concurrent attempts queue on the account's row and at
+    most :data:`MAX_FAILURES` passwords are checked in a row, however many arrive at once.
+    Unknown and locked accounts cost a password check too: every answer takes as long."""
     now = now or utcnow()
     organiser = find(email)
     if organiser is None:
         check_password_hash(_DUMMY_HASH, password)
         log.warning("failed login for unknown account %r", email[:254])
         raise LoginFailed()
-    if organiser.locked_until is not None and organiser.locked_until > now:
+    attempt = db.session.execute(
+        update(Organiser)
+        .where(
+            Organiser.id == organiser.id,
+            or_(Organiser.locked_until.is_(None), Organiser.locked_until <= now),
+        )
+        .values(failed_logins=Organiser.failed_logins + 1)
+        .returning(Organiser.failed_logins)
+        .execution_options(synchronize_session=False)
+    ).scalar()
+    if attempt is None:
+        check_password_hash(_DUMMY_HASH, password)
+        audit.record(organiser, "login.locked")
         log.warning("login for locked account %s", organiser.email)
-        raise LoginLocked()
-    if not organiser.active or not check_password_hash(organiser.password_hash, password):
-        organiser.failed_logins += 1
-        if organiser.failed_logins >= MAX_FAILURES:
-            organiser.locked_until = now + timedelta(minutes=LOCK_MINUTES)
-            organiser.failed_logins = 0
-        audit.record(organiser, "login.failed")
-        log.warning("failed login for %s", organiser.email)
         raise LoginFailed()
-    organiser.failed_logins = 0
-    organiser.locked_until = None
-    audit.record(organiser, "login")
-    return organiser
+    if organiser.active and check_password_hash(organiser.password_hash, password):
+        _set_failures(organiser, 0, None)
+        audit.record(organiser, "login")
+        return organiser
+    if attempt >= MAX_FAILURES:
+        _set_failures(organiser, 0, now + timedelta(minutes=LOCK_MINUTES))
+    audit.record(organiser, "login.failed")
+    log.warning("failed login for %s", organiser.email)
+    raise LoginFailed()
+
+
+def _set_failures(organiser: Organiser, failures: int, locked_until: datetime | None) -> None:
+    db.session.execute(
+        update(Organiser)
+        .where(Organiser.id == organiser.id)
+        .values(failed_logins=failures, locked_until=locked_until)
+        .execution_options(synchronize_session=False)
+    )
+    # The object shows what the row holds now.
+    set_committed_value(organiser, "failed_logins", failures)
+    set_committed_value(organiser, "locked_until", locked_until)
 
 
 def set_password(organiser: Organiser, password: str, *, now: datetime | None = None) -> None:
