@@ -66,3 +66,14 @@ class SMTPServer:
 
     def to(self, address: str) -> list[EmailMessage]:
         return [m for m in self.messages if address in str(m["To"])]
+
+
+def recipient(message: EmailMessage) -> str:
+    """The address in To, without the name the mail carries next to it."""
+    (address,) = message["To"].addresses
+    return address.addr_spec
+
+
+def inline_images(message: EmailMessage) -> list[EmailMessage]:
+    """Images the HTML part shows (the parts with a Content-ID, in multipart/related)."""
+    return [part for part in message.walk() if part["Content-ID"]]

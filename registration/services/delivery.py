@@ -186,7 +186,7 @@ def _send_one(
     now: datetime,
     result: PassResult,
 ) -> None:
-    if isinstance(message, Exception):  # a template bug must not block the queue
+    if isinstance(message, Exception):  # a template bug or bad data must not block the queue
         log.error("cannot render outbox row %s: %r", row.id, message)
         _record(row, "failed", now, f"render error: {type(message).__name__}: {message}")
         result.failed += 1
@@ -206,6 +206,19 @@ def _send_one(
             result.failed += 1
         else:
             result.retry += 1
+        return
+    except smtplib.SMTPNotSupportedError as exc:
+        # E.g. a non-ASCII address and a server without SMTPUTF8: this mail never goes out,
+        # the next one may.
+        _record(row, "failed", now, f"send error: {type(exc).__name__}: {exc}")
+        result.failed += 1
+        return
+    except (smtplib.SMTPException, OSError):
+        raise  # the connection itself: send_batch puts this row and the rest back
+    except Exception as exc:  # this message cannot be sent (its data); the next one can
+        log.error("cannot send outbox row %s: %r", row.id, exc)
+        _record(row, "failed", now, f"send error: {type(exc).__name__}: {exc}")
+        result.failed += 1
         return
     _record(row, "sent", now)
     result.sent += 1
