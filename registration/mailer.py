@@ -46,8 +46,6 @@ from .timeutil import utcnow
 
 #: RFC 5322 with CRLF line ends; headers with CR/LF in a value are refused when set.
 WIRE_POLICY = policy.SMTP
-#: The same for an address with a non-ASCII local part (needs the server's SMTPUTF8).
-WIRE_POLICY_UTF8 = policy.SMTPUTF8
 
 
 @dataclass(frozen=True)
@@ -92,18 +90,21 @@ def parse_sender(value: str | tuple[str, str]) -> Address:
         name, addr = parseaddr(value)
     if not addr or "@" not in addr:
         raise ValueError(f"not a mail address: {value!r}")
-    return Address(header_safe(name).strip(), addr_spec=addr.strip())
+    return address(addr, name)
 
 
 def address(addr: str, name: str = "") -> Address:
     """An address header value; the name is made header-safe. ``Address`` parses the address
     and raises ``ValueError`` for anything but exactly one addr-spec (no CR/LF, no second
-    address)."""
-    return Address(header_safe(name).strip(), addr_spec=addr.strip())
-
-
-def _needs_utf8(*addresses: Address) -> bool:
-    return any(not a.addr_spec.isascii() for a in addresses)
+    address). An internationalised domain is written in its ASCII (IDNA) form, which every
+    server takes; a non-ASCII local part would need SMTPUTF8 end to end, which neither the
+    email package's headers nor most relays offer, so it is refused with a clear reason."""
+    local, at, domain = addr.strip().rpartition("@")
+    if not local.isascii():
+        raise ValueError(f"non-ASCII local part (needs SMTPUTF8): {addr!r}")
+    if at and not domain.isascii():
+        domain = domain.encode("idna").decode("ascii")
+    return Address(header_safe(name).strip(), addr_spec=f"{local}{at}{domain}")
 
 
 def build(email: Email) -> EmailMessage:
@@ -111,8 +112,7 @@ def build(email: Email) -> EmailMessage:
     sender = parse_sender(email.sender)
     recipient = address(email.to, email.to_name)
     reply_to = address(email.reply_to, email.reply_to_name) if email.reply_to else None
-    utf8 = _needs_utf8(sender, recipient, *([reply_to] if reply_to else []))
-    msg = EmailMessage(policy=WIRE_POLICY_UTF8 if utf8 else WIRE_POLICY)
+    msg = EmailMessage(policy=WIRE_POLICY)
     msg["From"] = sender
     msg["To"] = recipient
     msg["Subject"] = header_safe(email.subject)
@@ -155,7 +155,6 @@ class Message:
         self.sender = self.mime["From"].addresses[0].addr_spec
         self.recipients = [self.mime["To"].addresses[0].addr_spec]
         self.msgId = email.message_id
-        self.smtputf8 = self.mime.policy is WIRE_POLICY_UTF8
         self._wire_bytes = self.mime.as_bytes()
 
     def as_bytes(self) -> bytes:
@@ -222,10 +221,7 @@ class SMTPTransport:
         if self.host is None:
             raise RuntimeError("use the transport as a context manager")
         try:
-            self.host.sendmail(
-                message.sender, message.recipients, message.as_bytes(),
-                mail_options=["SMTPUTF8"] if message.smtputf8 else [],
-            )  # fmt: skip
+            self.host.sendmail(message.sender, message.recipients, message.as_bytes())
         except (smtplib.SMTPException, OSError):
             raise
         except Exception:

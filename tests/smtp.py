@@ -23,6 +23,8 @@ def free_port() -> int:
 class RecordingHandler:
     def __init__(self) -> None:
         self.messages: list[EmailMessage] = []
+        #: The envelope recipients of each message (a Bcc header would add to these).
+        self.envelope_recipients: list[list[str]] = []
         self.lock = threading.Lock()
 
     async def handle_RCPT(
@@ -39,6 +41,7 @@ class RecordingHandler:
         message = message_from_bytes(envelope.content, policy=policy.default)
         with self.lock:
             self.messages.append(message)  # type: ignore[arg-type]
+            self.envelope_recipients.append(list(envelope.rcpt_tos))
         return "250 Message accepted for delivery"
 
 
@@ -54,6 +57,11 @@ class SMTPServer:
     def messages(self) -> list[EmailMessage]:
         with self.handler.lock:
             return list(self.handler.messages)
+
+    @property
+    def envelope_recipients(self) -> list[list[str]]:
+        with self.handler.lock:
+            return list(self.handler.envelope_recipients)
 
     def start(self) -> None:
         self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port)

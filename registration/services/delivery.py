@@ -207,12 +207,6 @@ def _send_one(
         else:
             result.retry += 1
         return
-    except smtplib.SMTPNotSupportedError as exc:
-        # E.g. a non-ASCII address and a server without SMTPUTF8: this mail never goes out,
-        # the next one may.
-        _record(row, "failed", now, f"send error: {type(exc).__name__}: {exc}")
-        result.failed += 1
-        return
     except (smtplib.SMTPException, OSError):
         raise  # the connection itself: send_batch puts this row and the rest back
     except Exception as exc:  # this message cannot be sent (its data); the next one can
