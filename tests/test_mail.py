@@ -102,7 +102,7 @@ def test_confirmation_in_german_with_both_parts_calendar_and_a_working_manage_li
     assert result.sent == 1
 
     (message,) = smtp.messages
-    assert message["To"] == "Erika Muster1 <person1@example.org>"  # named: a bare one looks like spam
+    assert message["To"] == "Erika Muster1 <person1@example.org>"  # named, as mail clients expect
     assert message["Subject"] == "Anmeldebestätigung: Fachtagung Interkommunales Wohnen"
     assert message["Reply-To"] == "Wirtschaftsförderung Jena <orga@example.org>"
     assert message["Message-ID"].startswith(f"<outbox-{outbox()[0].id}-")
