@@ -88,6 +88,7 @@ def links(registration: Registration) -> dict[str, str]:
         "event_url": base + url_for("public.event", slug=registration.event.slug),
         "join_url": base
         + url_for("public.join", token=signup.personal_token(registration, "join")),
+        "privacy_url": base + url_for("public.privacy"),
     }
 
 
@@ -131,6 +132,9 @@ def _context(row: OutboxMessage, registration: Registration) -> dict[str, Any]:
             else None
         ),
         "show_checkin_qr": _shows_qr(row.kind, registration),
+        #: The HTML's <title> is the subject (a different title is a spam signal).
+        "subject": subject_of(row, event),
+        "calendar_file": f"{event.slug}.ics" if KINDS[row.kind].calendar else None,
         "show_dial_in": registration.attendance == Attendance.ONLINE
         and registration.status == RegistrationStatus.CONFIRMED
         and scheduling.dial_in_due(event, utcnow()),

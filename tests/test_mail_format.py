@@ -80,6 +80,7 @@ def row_for(kind: str, *, email: str = ADDRESS_75) -> OutboxMessage:
         return row
     online = kind in ("dial_in", "dial_in_update")
     event = hybrid_event(
+        slug=f"werkstatt-{kind.replace('_', '-')}",
         title="Bündnis für Wohnen – 21. Werkstatt „Wohnen im ländlichen Raum“ in Herzberg (Elster)",
         contact_name="Geschäftsstelle Bündnis für Wohnen",
         starts_at=datetime.now(UTC) + timedelta(hours=20),  # dial-in details are due
