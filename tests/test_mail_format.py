@@ -305,7 +305,9 @@ def test_an_injected_header_stays_in_the_subject_in_the_eml_file(app, tmp_path):
     raw = path.read_bytes()
     parsed = strict(raw)
     assert parsed["Bcc"] is None and defects(parsed) == []
-    assert b"\nBcc:" not in raw and b"\rBcc:" not in raw
+    header_block = raw.split(b"\r\n\r\n", 1)[0]
+    assert b"\nBcc:" not in header_block and b"\rBcc:" not in header_block
+    assert not [part for part in parsed.walk() if part["Bcc"] is not None]
     assert parsed["Subject"] == "Hello  Bcc: victim@example.com"
 
 
@@ -351,3 +353,26 @@ def test_a_qr_code_only_while_on_site_and_confirmed(app):
     row.registration.attendance = Attendance.ONLINE
     db.session.commit()
     assert inline_images(strict(build(app, row).as_bytes())) == []
+
+
+def test_the_remembering_policy_still_refuses_line_breaks_and_keeps_mails_apart():
+    from registration.mailer import WIRE_POLICY, Email
+
+    message = EmailMessage(policy=WIRE_POLICY)
+    for value in ("Hello\r\nBcc: victim@example.com", "Hello\nBcc: v@example.com", "a\rb"):
+        with pytest.raises(ValueError, match="linefeed or carriage return"):
+            message["Subject"] = value
+
+    def mail(n: int, subject: str) -> EmailMessage:
+        email = Email(
+            subject=subject, sender=LONG_SENDER, to=f"p{n}@example.org", to_name=f"Zoë {n}",
+            text="Text", html="<p>Text</p>", message_id=f"<m{n}@example.org>",
+        )  # fmt: skip
+        return strict(Message(email).as_bytes())
+
+    first, second, again = mail(1, "Eins: Überblick"), mail(2, "Zwei: Ärger"), mail(1, "Eins")
+    assert [(str(m["To"]), m["Subject"]) for m in (first, second, again)] == [
+        ("Zoë 1 <p1@example.org>", "Eins: Überblick"),
+        ("Zoë 2 <p2@example.org>", "Zwei: Ärger"),
+        ("Zoë 1 <p1@example.org>", "Eins"),
+    ]
