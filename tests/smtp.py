@@ -12,6 +12,7 @@ from email.message import EmailMessage
 from typing import Any
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
 
 
 def free_port() -> int:
@@ -48,10 +49,13 @@ class RecordingHandler:
 class SMTPServer:
     """``start()``/``stop()`` a real SMTP server; ``messages`` holds the parsed mails."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, login: tuple[str, str] | None = None) -> None:
         self.port = port or free_port()
         self.handler = RecordingHandler()
         self.controller: Controller | None = None
+        #: With a login, the server offers AUTH and records who logged in.
+        self.login = login
+        self.logins: list[str] = []
 
     @property
     def messages(self) -> list[EmailMessage]:
@@ -64,8 +68,20 @@ class SMTPServer:
             return list(self.handler.envelope_recipients)
 
     def start(self) -> None:
-        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port)
+        auth: dict[str, Any] = {}
+        if self.login is not None:
+            # Offered without TLS (a local test server); aiosmtpd warns when it is also
+            # required, so the test checks that the client logged in.
+            auth = {"authenticator": self._authenticate, "auth_require_tls": False}
+        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port, **auth)
         self.controller.start()
+
+    def _authenticate(
+        self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any
+    ) -> AuthResult:
+        user, password = auth_data.login.decode(), auth_data.password.decode()
+        self.logins.append(user)
+        return AuthResult(success=(user, password) == self.login, handled=False)
 
     def stop(self) -> None:
         if self.controller is not None:

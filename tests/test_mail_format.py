@@ -27,7 +27,7 @@ from registration.services import signup
 from registration.worker import run_once
 
 from .conftest import make_event
-from .smtp import inline_images, recipient
+from .smtp import SMTPServer, inline_images, recipient
 from .test_mail import hybrid_event, outbox, register, smtp, text_part  # noqa: F401 (fixture)
 
 #: An office's real sender line: umlauts, a dash, parentheses that are part of the name.
@@ -376,3 +376,24 @@ def test_the_remembering_policy_still_refuses_line_breaks_and_keeps_mails_apart(
         ("Zoë 2 <p2@example.org>", "Zwei: Ärger"),
         ("Zoë 1 <p1@example.org>", "Eins"),
     ]
+
+
+def test_smtp_login_from_the_configuration(app):
+    server = SMTPServer(login=("anmeldung", "geheim"))
+    server.start()
+    try:
+        app.config.update(
+            MAIL_SERVER="127.0.0.1", MAIL_PORT=server.port, MAIL_TIMEOUT=5,
+            MAIL_USERNAME="anmeldung", MAIL_PASSWORD="falsch",
+        )  # fmt: skip
+        register(make_event(), 1)
+        refused = run_once()
+        assert (refused.sent, refused.retry) == (0, 1) and "535" in refused.errors[0]
+        app.config["MAIL_PASSWORD"] = "geheim"
+        db.session.execute(update(OutboxMessage).values(next_attempt_at=datetime.now(UTC)))
+        db.session.commit()
+        assert run_once().sent == 1
+        assert set(server.logins) == {"anmeldung"}  # smtplib tries PLAIN, then LOGIN
+        assert [recipient(m) for m in server.messages] == ["person1@example.org"]
+    finally:
+        server.stop()

@@ -143,6 +143,8 @@ def send_batch(
 ) -> PassResult:
     """Send the claimed rows over one connection and record each result; commits.
 
+    Each mail is rendered and built on its own; an error in one (a template, the data, a
+    message the transport refuses) fails that row with the reason and the batch goes on.
     A failure of the connection itself (refused, timeout, dropped) puts the row in hand and all
     rows not yet sent back for a later attempt. Rows left when ``should_stop`` turns true are
     given back at once (SIGTERM finishes the message in hand, not the batch)."""
