@@ -19,7 +19,6 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_babel.speaklater import LazyString
 from itsdangerous import BadSignature, TimestampSigner, URLSafeTimedSerializer
-from markupsafe import escape
 
 from . import ics, qrcode
 from .extensions import db
@@ -89,6 +88,7 @@ def links(registration: Registration) -> dict[str, str]:
         "event_url": base + url_for("public.event", slug=registration.event.slug),
         "join_url": base
         + url_for("public.join", token=signup.personal_token(registration, "join")),
+        "privacy_url": base + url_for("public.privacy"),
     }
 
 
@@ -132,6 +132,9 @@ def _context(row: OutboxMessage, registration: Registration) -> dict[str, Any]:
             else None
         ),
         "show_checkin_qr": _shows_qr(row.kind, registration),
+        #: The HTML's <title> is the subject (a different title is a spam signal).
+        "subject": subject_of(row, event),
+        "calendar_file": f"{event.slug}.ics" if KINDS[row.kind].calendar else None,
         "show_dial_in": registration.attendance == Attendance.ONLINE
         and registration.status == RegistrationStatus.CONFIRMED
         and scheduling.dial_in_due(event, utcnow()),
@@ -154,8 +157,9 @@ def _email(row: OutboxMessage, registration: Registration, text: str, html: str)
         attachments.append(
             Attachment(
                 f"{event.slug}.ics",
-                'text/calendar; charset="utf-8"; method=PUBLISH',
+                "text/calendar",
                 ics.registration_calendar(registration),
+                params={"charset": "utf-8", "method": "PUBLISH"},
             )
         )
     if _shows_qr(row.kind, registration):
@@ -169,10 +173,12 @@ def _email(row: OutboxMessage, registration: Registration, text: str, html: str)
             subject=subject_of(row, event),
             sender=current_app.config["MAIL_DEFAULT_SENDER"],
             to=registration.email,
+            to_name=registration.full_name,
             text=text,
             html=html,
             message_id=message_id(row),
             reply_to=event.contact_email or None,
+            reply_to_name=event.contact_name or "",
             attachments=attachments,
             headers={"Auto-Submitted": "auto-generated"},
         )
@@ -266,6 +272,7 @@ def _password_reset(row: OutboxMessage) -> Message | None:
                 subject=_("Reset your password"),
                 sender=current_app.config["MAIL_DEFAULT_SENDER"],
                 to=organiser.email,
+                to_name=organiser.name or "",
                 text=render_template("email/password_reset.txt", **context),
                 html=render_template("email/password_reset.html", **context),
                 message_id=message_id(row),
@@ -280,116 +287,22 @@ ORGANISER_KINDS: dict[str, Callable[[OutboxMessage], Message | None]] = {
 }
 
 
-# --- Many at once: mail merge ------------------------------------------------------------------
-
-#: Values that differ between the participants of one group, and stand-ins for them.
-_PERSONAL = ("full_name", "manage_url", "join_url", "position")
-
-
-def _stand_in(name: str) -> str:
-    return f"MERGE-{name.upper()}-7f3a9c"
-
-
-class _Person:
-    """A registration seen through the template with the personal values replaced by stand-ins;
-    every other attribute comes from the real registration (it is the same for the group)."""
-
-    def __init__(self, registration: Registration) -> None:
-        self._registration = registration
-        self.full_name = _stand_in("full_name")
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._registration, name)
-
-
-def _group_key(row: OutboxMessage, registration: Registration) -> tuple:
-    return (
-        row.kind,
-        registration.event_id,
-        _language(registration),
-        str(registration.attendance),
-        str(registration.status),
-        repr(sorted((row.payload or {}).items())),
-    )
-
-
-def _merge(template: str, values: dict[str, str], escape_html: bool) -> str:
-    for name, value in values.items():
-        template = template.replace(_stand_in(name), str(escape(value)) if escape_html else value)
-    return template
-
-
-def _personal_values(context: dict[str, Any], registration: Registration) -> dict[str, str]:
-    return {
-        "full_name": registration.full_name,
-        "manage_url": context["manage_url"],
-        "join_url": context["join_url"],
-        "position": str(context["position"]),
-    }
+# --- Many at once -------------------------------------------------------------------------------
 
 
 def build_messages(rows: list[OutboxMessage]) -> list[Message | Exception | None]:
     """The emails for many rows, in order (``None``: no longer applies; an exception: this row
-    could not be rendered).
+    could not be rendered or built, and only this row fails).
 
-    Rows of the same kind, event, language, attendance and status differ only in a few personal
-    values, so each group's templates are rendered once with stand-ins and the values are filled
-    in per person. Guard: the merged mail of the group's first person must equal its individual
-    rendering, otherwise (a template that uses the personal values differently) the whole group
-    is rendered one by one.
+    Every mail is rendered on its own from its own registration. (A shared rendering with
+    stand-ins merged per person leaked one participant's data into the others' mails as soon
+    as a template used a personal value the merge did not know about.)
     """
-    results: list[Message | Exception | None] = [None] * len(rows)
-    groups: dict[tuple, list[int]] = {}
-    for index, row in enumerate(rows):
-        if row.kind in ORGANISER_KINDS:
-            try:
-                results[index] = ORGANISER_KINDS[row.kind](row)
-            except Exception as exc:  # recorded as a failed row
-                results[index] = exc
-            continue
-        registration = row.registration
-        if registration is None or row.kind not in KINDS or not still_applies(row, registration):
-            continue
-        groups.setdefault(_group_key(row, registration), []).append(index)
-    for indexes in groups.values():
-        first = rows[indexes[0]]
-        with force_locale(_language(first.registration)):
-            try:
-                merged = _merged_templates(first)
-            except Exception as exc:  # a template error: recorded per row below
-                for index in indexes:
-                    results[index] = exc
-                continue
-            for index in indexes:
-                row = rows[index]
-                try:
-                    results[index] = _personal_message(row, merged)
-                except Exception as exc:  # one row must not stop the batch
-                    results[index] = exc
+    results: list[Message | Exception | None] = []
+    for row in rows:
+        try:
+            builder = ORGANISER_KINDS.get(row.kind, build_message)
+            results.append(builder(row))
+        except Exception as exc:  # one row must not stop the batch; recorded as failed
+            results.append(exc)
     return results
-
-
-def _merged_templates(first: OutboxMessage) -> tuple[str, str] | None:
-    """The group's (text, html) with stand-ins, or ``None`` when merging is not safe for it."""
-    registration = first.registration
-    context = _context(first, registration)
-    stand_ins = {**context, "registration": _Person(registration)}
-    for name in ("manage_url", "join_url", "position"):
-        stand_ins[name] = _stand_in(name)
-    text, html = _render(first.kind, stand_ins)
-    values = _personal_values(context, registration)
-    expected = _render(first.kind, context)
-    if (_merge(text, values, False), _merge(html, values, True)) != expected:
-        return None
-    return text, html
-
-
-def _personal_message(row: OutboxMessage, merged: tuple[str, str] | None) -> Message:
-    registration = row.registration
-    context = _context(row, registration)
-    if merged is None:
-        text, html = _render(row.kind, context)
-    else:
-        values = _personal_values(context, registration)
-        text, html = _merge(merged[0], values, False), _merge(merged[1], values, True)
-    return _email(row, registration, text, html)

@@ -12,6 +12,7 @@ from email.message import EmailMessage
 from typing import Any
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
 
 
 def free_port() -> int:
@@ -23,6 +24,8 @@ def free_port() -> int:
 class RecordingHandler:
     def __init__(self) -> None:
         self.messages: list[EmailMessage] = []
+        #: The envelope recipients of each message (a Bcc header would add to these).
+        self.envelope_recipients: list[list[str]] = []
         self.lock = threading.Lock()
 
     async def handle_RCPT(
@@ -39,25 +42,46 @@ class RecordingHandler:
         message = message_from_bytes(envelope.content, policy=policy.default)
         with self.lock:
             self.messages.append(message)  # type: ignore[arg-type]
+            self.envelope_recipients.append(list(envelope.rcpt_tos))
         return "250 Message accepted for delivery"
 
 
 class SMTPServer:
     """``start()``/``stop()`` a real SMTP server; ``messages`` holds the parsed mails."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, login: tuple[str, str] | None = None) -> None:
         self.port = port or free_port()
         self.handler = RecordingHandler()
         self.controller: Controller | None = None
+        #: With a login, the server offers AUTH and records who logged in.
+        self.login = login
+        self.logins: list[str] = []
 
     @property
     def messages(self) -> list[EmailMessage]:
         with self.handler.lock:
             return list(self.handler.messages)
 
+    @property
+    def envelope_recipients(self) -> list[list[str]]:
+        with self.handler.lock:
+            return list(self.handler.envelope_recipients)
+
     def start(self) -> None:
-        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port)
+        auth: dict[str, Any] = {}
+        if self.login is not None:
+            # Offered without TLS (a local test server); aiosmtpd warns when it is also
+            # required, so the test checks that the client logged in.
+            auth = {"authenticator": self._authenticate, "auth_require_tls": False}
+        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port, **auth)
         self.controller.start()
+
+    def _authenticate(
+        self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any
+    ) -> AuthResult:
+        user, password = auth_data.login.decode(), auth_data.password.decode()
+        self.logins.append(user)
+        return AuthResult(success=(user, password) == self.login, handled=False)
 
     def stop(self) -> None:
         if self.controller is not None:
@@ -66,3 +90,14 @@ class SMTPServer:
 
     def to(self, address: str) -> list[EmailMessage]:
         return [m for m in self.messages if address in str(m["To"])]
+
+
+def recipient(message: EmailMessage) -> str:
+    """The address in To, without the name the mail carries next to it."""
+    (address,) = message["To"].addresses
+    return address.addr_spec
+
+
+def inline_images(message: EmailMessage) -> list[EmailMessage]:
+    """Images the HTML part shows (the parts with a Content-ID, in multipart/related)."""
+    return [part for part in message.walk() if part["Content-ID"]]

@@ -109,7 +109,7 @@ def test_a_mail_never_goes_out_without_the_code(app):
     with app.test_request_context("/", base_url="http://localhost"):
         message = build_message(row)
     parsed = message_from_bytes(message.as_bytes(), policy=policy.default)
-    (image,) = [p for p in parsed.iter_attachments() if p.get_content_type() == "image/png"]
+    (image,) = [p for p in parsed.walk() if p.get_content_type() == "image/png"]  # in the HTML
     registration = db.session.get(Registration, result.registration_id)
     assert image.get_content() == qrcode.checkin_png(registration)
     db.session.commit()

@@ -143,6 +143,8 @@ def send_batch(
 ) -> PassResult:
     """Send the claimed rows over one connection and record each result; commits.
 
+    Each mail is rendered and built on its own; an error in one (a template, the data, a
+    message the transport refuses) fails that row with the reason and the batch goes on.
     A failure of the connection itself (refused, timeout, dropped) puts the row in hand and all
     rows not yet sent back for a later attempt. Rows left when ``should_stop`` turns true are
     given back at once (SIGTERM finishes the message in hand, not the batch)."""
@@ -186,7 +188,7 @@ def _send_one(
     now: datetime,
     result: PassResult,
 ) -> None:
-    if isinstance(message, Exception):  # a template bug must not block the queue
+    if isinstance(message, Exception):  # a template bug or bad data must not block the queue
         log.error("cannot render outbox row %s: %r", row.id, message)
         _record(row, "failed", now, f"render error: {type(message).__name__}: {message}")
         result.failed += 1
@@ -206,6 +208,13 @@ def _send_one(
             result.failed += 1
         else:
             result.retry += 1
+        return
+    except (smtplib.SMTPException, OSError):
+        raise  # the connection itself: send_batch puts this row and the rest back
+    except Exception as exc:  # this message cannot be sent (its data); the next one can
+        log.error("cannot send outbox row %s: %r", row.id, exc)
+        _record(row, "failed", now, f"send error: {type(exc).__name__}: {exc}")
+        result.failed += 1
         return
     _record(row, "sent", now)
     result.sent += 1
