@@ -84,9 +84,6 @@ class Config:
     BABEL_DEFAULT_TIMEZONE = "UTC"
     LANGUAGES = ("de", "en")
 
-    #: Flask-Mail would suppress sending under TESTING; our tests talk to a real SMTP server.
-    MAIL_SUPPRESS_SEND = False
-
     #: Largest request body (uploads); larger ones get a clear 413 page.
     MAX_CONTENT_LENGTH = 16 * 1024 * 1024
 

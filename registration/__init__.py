@@ -23,7 +23,7 @@ from . import (
     security,
 )
 from .api import bp as api_bp
-from .extensions import csrf, mail
+from .extensions import csrf
 from .public import bp as public_bp
 
 #: templates/, static/ and migrations/ sit next to the package (the design card's layout).
@@ -54,7 +54,6 @@ def create_app(config_class: type[Config] | str | None = None, **overrides: obje
     logs.init_app(app)
     jsonprovider.init_app(app)
     database.init_app(app)
-    mail.init_app(app)
     csrf.init_app(app)
     i18n.init_app(app)
     errors.init_app(app)

@@ -124,7 +124,7 @@ class Email:
 
 
 def parse_sender(value: str | tuple[str, str]) -> Address:
-    """``MAIL_DEFAULT_SENDER`` as an address: ``"Name <addr>"``, a bare address, or Flask-Mail's
+    """``MAIL_DEFAULT_SENDER`` as an address: ``"Name <addr>"``, a bare address, or a
     ``(name, addr)`` tuple. ``parseaddr`` keeps a parenthesised part of the name such as
     "Herzberg (Elster)", which a header parser would drop as a comment."""
     if isinstance(value, tuple | list):

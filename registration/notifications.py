@@ -153,7 +153,8 @@ def _email(row: OutboxMessage, registration: Registration, text: str, html: str)
     event = registration.event
     kind = KINDS[row.kind]
     attachments = []
-    if kind.calendar:
+    # Only those with a seat have the event in their calendar (those waiting got no entry).
+    if kind.calendar and registration.status == RegistrationStatus.CONFIRMED:
         attachments.append(
             Attachment(
                 f"{event.slug}.ics",

@@ -502,7 +502,6 @@ def test_edit_keeps_seats_safe_and_notifies_on_request(client, setup):
 
 
 def test_message_participants_with_preview_test_and_send(app, client, setup):
-    from registration.extensions import mail
     from registration.models import OutboxMessage
     from registration.worker import run_once
 
@@ -511,7 +510,6 @@ def test_message_participants_with_preview_test_and_send(app, client, setup):
     server = SMTPServer()
     server.start()
     app.config.update(MAIL_SERVER="127.0.0.1", MAIL_PORT=server.port)
-    mail.init_app(app)
     try:
         event = setup["mine"]
         event.capacity_on_site = 1
@@ -636,7 +634,6 @@ def test_confirm_anyway_edit_and_cancel_a_participant(client, setup):
 
 
 def test_password_reset_by_email_link_works_once_and_expires(app, client, setup, clock):
-    from registration.extensions import mail
     from registration.worker import run_once
 
     from .smtp import SMTPServer
@@ -644,7 +641,6 @@ def test_password_reset_by_email_link_works_once_and_expires(app, client, setup,
     server = SMTPServer()
     server.start()
     app.config.update(MAIL_SERVER="127.0.0.1", MAIL_PORT=server.port)
-    mail.init_app(app)
     try:
         clock.now = utcnow()
         page = client.post(
