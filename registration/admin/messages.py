@@ -146,10 +146,13 @@ def message(slug: str) -> Any:
                 flash(_("The test could not be sent: %(error)s", error=str(exc)), "error")
             else:
                 flash(_("A test has been sent to %(email)s.", email=current_user.email), "success")
-    count = len(
-        messaging.recipients(
-            event, status=form.status.data or None, attendance=form.attendance.data or None
-        )
+    # The count for the choice as it stands; a choice that is no choice counts everyone (its
+    # error is shown next to it).
+    invalid = bool(form.status.errors or form.attendance.errors)
+    count = messaging.count_recipients(
+        event,
+        status=None if invalid else form.status.data or None,
+        attendance=None if invalid else form.attendance.data or None,
     )
     return render_template(
         "admin/message.html", event=event, form=form, preview=preview_mail, count=count

@@ -3,16 +3,35 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
-from sqlalchemy import select
+from flask_babel import lazy_gettext as _l
+from sqlalchemy import Select, func, select
 
 from ..extensions import db
-from ..models import ACTIVE_STATUSES, Event, Organiser, OutboxMessage, Registration
+from ..models import (
+    ACTIVE_STATUSES,
+    Attendance,
+    Event,
+    Organiser,
+    OutboxMessage,
+    Registration,
+    RegistrationStatus,
+)
 from . import audit, outbox
+from .errors import InvalidInput
 
 
-def recipients(event: Event, *, status: str | None, attendance: str | None) -> list[Registration]:
-    """Active participants (or those of ``status``), of ``attendance`` if given."""
+def _recipients(event: Event, status: str | None, attendance: str | None) -> Select[Any]:
+    """Active participants (or those of ``status``), of ``attendance`` if given; an unknown
+    status or attendance is :class:`InvalidInput` naming it, not a database error."""
+    errors: dict[str, list[str]] = {}
+    if status is not None and status not in {s.value for s in RegistrationStatus}:
+        errors["status"] = [_l("Not a valid choice.")]
+    if attendance is not None and attendance not in {a.value for a in Attendance}:
+        errors["attendance"] = [_l("Not a valid choice.")]
+    if errors:
+        raise InvalidInput(errors)
     stmt = select(Registration).where(
         Registration.event_id == event.id, Registration.anonymised_at.is_(None)
     )
@@ -21,7 +40,19 @@ def recipients(event: Event, *, status: str | None, attendance: str | None) -> l
     )
     if attendance:
         stmt = stmt.where(Registration.attendance == attendance)
+    return stmt
+
+
+def recipients(event: Event, *, status: str | None, attendance: str | None) -> list[Registration]:
+    """The people a message with these filters goes to (see :func:`_recipients`)."""
+    stmt = _recipients(event, status, attendance)
     return list(db.session.scalars(stmt.order_by(Registration.id)))
+
+
+def count_recipients(event: Event, *, status: str | None, attendance: str | None) -> int:
+    """How many :func:`recipients` there are, counted by the database."""
+    stmt = _recipients(event, status, attendance)
+    return db.session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
 
 
 def send(
