@@ -103,10 +103,19 @@ class Config:
     #: Rate limits (Flask-Limiter notation, ";" between several). Environment variables of the
     #: same name override each; see registration/ratelimit.py for where they apply.
     RATELIMIT_ENABLED = True
-    RATELIMIT_SIGNUP_PER_IP = "10/minute;50/hour"
+    #: Sized for public offices: a whole department reaches the internet through one address
+    #: (a city's proxy), and 100 colleagues may sign up within minutes of an invitation. A flood
+    #: from one address is still stopped; one person is held back by the limit per email.
+    RATELIMIT_SIGNUP_PER_IP = "120/minute;600/hour"
+    #: Addresses in RATELIMIT_TRUSTED_NETWORKS (a state network, the city's own proxies).
+    RATELIMIT_SIGNUP_PER_TRUSTED_IP = "1200/minute"
+    #: The same email address, whichever address it comes from.
+    RATELIMIT_SIGNUP_PER_EMAIL = "5/minute;20/hour"
     RATELIMIT_SIGNUP_PER_EVENT = "600/minute"
     RATELIMIT_LOGIN = "10/minute"
     RATELIMIT_API = "120/minute"
+    #: CIDR networks (space or comma separated) whose addresses get the trusted sign-up limit.
+    RATELIMIT_TRUSTED_NETWORKS = ""
 
     @classmethod
     def from_env(
@@ -152,7 +161,10 @@ class Config:
             "RATELIMIT_STORAGE_URI": env.get("RATELIMIT_STORAGE_URI") or "memory://",
             "RATELIMIT_KEY_PREFIX": env.get("RATELIMIT_KEY_PREFIX") or "registration",
         }
-        for name in ("SIGNUP_PER_IP", "SIGNUP_PER_EVENT", "LOGIN", "API"):
+        for name in (
+            "SIGNUP_PER_IP", "SIGNUP_PER_TRUSTED_IP", "SIGNUP_PER_EMAIL", "SIGNUP_PER_EVENT",
+            "LOGIN", "API", "TRUSTED_NETWORKS",
+        ):  # fmt: skip
             key = f"RATELIMIT_{name}"
             settings[key] = env.get(key) or getattr(cls, key)
         return settings

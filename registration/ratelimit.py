@@ -5,7 +5,11 @@ are attached here, by endpoint name, after the blueprints are registered, so the
 unaware of them:
 
 - ``RATELIMIT_SIGNUP_PER_IP``: POSTs of the event page's form, the embed form and the API
-  sign-up, per client address;
+  sign-up, per client address; sized so that a department behind one proxy address is not
+  throttled, while a flood from one address is;
+- ``RATELIMIT_SIGNUP_PER_TRUSTED_IP``: instead of that, for addresses in
+  ``RATELIMIT_TRUSTED_NETWORKS`` (CIDRs: a state network, the city's own proxies);
+- ``RATELIMIT_SIGNUP_PER_EMAIL``: the same three, per email address given, whoever sends it;
 - ``RATELIMIT_SIGNUP_PER_EVENT``: the same three, per event, whoever sends them;
 - ``RATELIMIT_LOGIN``: POSTs of the login and the password-forgot forms, per client address
   (each form counted on its own);
@@ -16,15 +20,20 @@ cannot carry on through the API. The client address is ``request.remote_addr`` (
 proxy, ProxyFix sets it); IPv6 addresses count per /64 network, the block one household or
 server usually gets. The counts live in memory unless ``RATELIMIT_STORAGE_URI`` names Redis, which
 several app hosts need so they share one count; if Redis cannot be reached, each process counts in
-memory until it can again (sign-ups keep working).
+memory until it can again (sign-ups keep working). In memory every process counts on its own: with
+four gunicorn workers a client gets up to four times each limit, which the app says in its log
+when it starts in production.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import logging
 import math
+import re
 import time
 from collections.abc import Callable
+from functools import lru_cache
 
 from flask import Flask, current_app, request
 from flask_limiter import Limiter
@@ -39,8 +48,12 @@ SIGNUP_ENDPOINTS = ("public.event", "public.embed", "api.create_registration")
 LOGIN_ENDPOINTS = ("admin.login", "admin.password_forgot")
 API_BLUEPRINT = "api"
 
+log = logging.getLogger(__name__)
+
 LIMIT_SETTINGS = (
     "RATELIMIT_SIGNUP_PER_IP",
+    "RATELIMIT_SIGNUP_PER_TRUSTED_IP",
+    "RATELIMIT_SIGNUP_PER_EMAIL",
     "RATELIMIT_SIGNUP_PER_EVENT",
     "RATELIMIT_LOGIN",
     "RATELIMIT_API",
@@ -66,6 +79,34 @@ def event_key() -> str:
     return (request.view_args or {}).get("slug", "")
 
 
+def email_key() -> str:
+    """The email address a sign-up gives (form or JSON), compared case-insensitively."""
+    value = request.form.get("email")
+    if value is None and request.is_json:
+        body = request.get_json(silent=True)
+        value = body.get("email") if isinstance(body, dict) else None
+    return value.strip().lower()[:254] if isinstance(value, str) else ""
+
+
+@lru_cache(maxsize=16)
+def _networks(setting: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    return tuple(ipaddress.ip_network(part) for part in re.split(r"[\s,]+", setting) if part)
+
+
+def is_trusted() -> bool:
+    """Whether the client's address is in ``RATELIMIT_TRUSTED_NETWORKS``."""
+    networks = _networks(current_app.config["RATELIMIT_TRUSTED_NETWORKS"])
+    if not networks:
+        return False
+    try:
+        address = ipaddress.ip_address(get_remote_address())
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return any(address in network for network in networks)
+
+
 def _setting(name: str) -> Callable[[], str]:
     """The limit as configured on the app handling the request (read per request)."""
     return lambda: current_app.config[name]
@@ -82,6 +123,13 @@ def _check_settings(app: Flask) -> None:
                 f"{name}={value!r} is not a rate limit; use e.g. '10/minute' or "
                 f"'10/minute;50/hour' ({exc})."
             ) from None
+    try:
+        _networks(app.config["RATELIMIT_TRUSTED_NETWORKS"])
+    except ValueError as exc:
+        raise RuntimeError(
+            f"RATELIMIT_TRUSTED_NETWORKS={app.config['RATELIMIT_TRUSTED_NETWORKS']!r}: {exc}; "
+            "use networks such as '192.0.2.0/24 2001:db8::/32'."
+        ) from None
 
 
 def init_app(app: Flask) -> None:
@@ -100,10 +148,27 @@ def init_app(app: Flask) -> None:
     )
     limiter.init_app(app)
     app.extensions[EXTENSION_KEY] = limiter
+    if app.config["RATELIMIT_STORAGE_URI"].startswith("memory://") and not (
+        app.debug or app.testing
+    ):
+        log.warning(
+            "rate limits are counted in each process's memory: with several gunicorn workers "
+            "or hosts a client gets that many times each limit; set RATELIMIT_STORAGE_URI "
+            "(e.g. redis://localhost:6379/0) to count once for all"
+        )
 
     signup_per_ip = limiter.shared_limit(
-        _setting("RATELIMIT_SIGNUP_PER_IP"), scope="signup-ip", methods=["POST"]
-    )
+        _setting("RATELIMIT_SIGNUP_PER_IP"), scope="signup-ip", methods=["POST"],
+        exempt_when=is_trusted,
+    )  # fmt: skip
+    signup_per_trusted_ip = limiter.shared_limit(
+        _setting("RATELIMIT_SIGNUP_PER_TRUSTED_IP"), scope="signup-trusted-ip",
+        methods=["POST"], exempt_when=lambda: not is_trusted(),
+    )  # fmt: skip
+    signup_per_email = limiter.shared_limit(
+        _setting("RATELIMIT_SIGNUP_PER_EMAIL"), scope="signup-email", key_func=email_key,
+        methods=["POST"], exempt_when=lambda: not email_key(),
+    )  # fmt: skip
     signup_per_event = limiter.shared_limit(
         _setting("RATELIMIT_SIGNUP_PER_EVENT"),
         scope="signup-event",
@@ -117,7 +182,9 @@ def init_app(app: Flask) -> None:
     for endpoint in [e for e in views if e.startswith(API_BLUEPRINT + ".")]:
         views[endpoint] = api(views[endpoint])
     for endpoint in SIGNUP_ENDPOINTS:
-        views[endpoint] = signup_per_event(signup_per_ip(views[endpoint]))
+        views[endpoint] = signup_per_event(
+            signup_per_email(signup_per_trusted_ip(signup_per_ip(views[endpoint])))
+        )
     for endpoint in LOGIN_ENDPOINTS:
         views[endpoint] = login(views[endpoint])
 

@@ -35,6 +35,8 @@ API_SIGNUP = "/api/v1/events/{slug}/registrations"
 ROOMY = {
     "RATELIMIT_ENABLED": True,
     "RATELIMIT_SIGNUP_PER_IP": "1000/hour",
+    "RATELIMIT_SIGNUP_PER_TRUSTED_IP": "1000/hour",
+    "RATELIMIT_SIGNUP_PER_EMAIL": "1000/hour",
     "RATELIMIT_SIGNUP_PER_EVENT": "1000/hour",
     "RATELIMIT_LOGIN": "1000/hour",
     "RATELIMIT_API": "1000/hour",
@@ -332,7 +334,9 @@ def test_production_defaults_are_on_and_in_memory():
     settings = ProductionConfig.from_env({"SECRET_KEY": "x" * 32})
     assert settings["RATELIMIT_ENABLED"] is True
     assert settings["RATELIMIT_STORAGE_URI"] == "memory://"
-    assert settings["RATELIMIT_SIGNUP_PER_IP"] == "10/minute;50/hour"
+    assert settings["RATELIMIT_SIGNUP_PER_IP"] == "120/minute;600/hour"
+    assert settings["RATELIMIT_SIGNUP_PER_EMAIL"] == "5/minute;20/hour"
+    assert settings["RATELIMIT_TRUSTED_NETWORKS"] == ""
     assert settings["RATELIMIT_SIGNUP_PER_EVENT"] == "600/minute"
     assert settings["RATELIMIT_LOGIN"] == "10/minute"
     assert settings["RATELIMIT_API"] == "120/minute"
@@ -419,3 +423,86 @@ def test_an_unreachable_redis_does_not_break_sign_ups(app, limited):
     assert client.post("/events/werkstatt", data=form(2)).status_code == 302
     assert client.post("/events/werkstatt", data=form(3)).status_code == 429
     assert counts()[0] == 2
+
+
+# --- Limits that fit public offices -----------------------------------------------------------
+
+#: The limits as shipped (Config), not the roomy ones of the other tests.
+SHIPPED = {
+    name: getattr(ProductionConfig, name)
+    for name in (
+        "RATELIMIT_SIGNUP_PER_IP", "RATELIMIT_SIGNUP_PER_TRUSTED_IP",
+        "RATELIMIT_SIGNUP_PER_EMAIL", "RATELIMIT_SIGNUP_PER_EVENT", "RATELIMIT_API",
+    )
+}  # fmt: skip
+
+
+def test_a_department_behind_one_address_is_not_throttled_but_a_flood_is(app, limited):
+    make_event(capacity_on_site=None)
+    proxy = client_from(limited(**SHIPPED), "203.0.113.7")
+    # 100 colleagues right after an internal invitation, half by the form, half by the API.
+    for n in range(50):
+        assert proxy.post("/events/werkstatt", data=form(n)).status_code == 302
+        response = proxy.post(API_SIGNUP.format(slug="werkstatt"), json=api_body(n))
+        assert response.status_code == 201, response.json
+    # A script from the same address keeps going: it is stopped within the minute.
+    answers = [
+        proxy.post(API_SIGNUP.format(slug="werkstatt"), json=api_body(1000 + n)).status_code
+        for n in range(40)
+    ]
+    assert 429 in answers and answers.count(201) <= 20
+
+
+def test_one_email_address_is_limited_whatever_address_it_comes_from(app, limited):
+    make_event(capacity_on_site=None)
+    flask_app = limited(RATELIMIT_SIGNUP_PER_EMAIL="3/minute")
+    emails = ["Dieselbe@Example.org", "dieselbe@example.org"] * 2  # one address, any case
+    answers = [
+        client_from(flask_app, f"198.51.100.{n}")
+        .post(API_SIGNUP.format(slug="werkstatt"), json={**api_body(1), "email": email})
+        .status_code
+        for n, email in enumerate(emails, 1)
+    ]
+    assert answers[0] == 201 and answers[-1] == 429
+    # Other people from those addresses are not held back.
+    other = client_from(flask_app, "198.51.100.1")
+    assert other.post("/events/werkstatt", data=form(7)).status_code == 302
+
+
+def test_trusted_networks_get_the_higher_limit(app, limited):
+    make_event(capacity_on_site=None)
+    flask_app = limited(
+        RATELIMIT_SIGNUP_PER_IP="2/hour",
+        RATELIMIT_SIGNUP_PER_TRUSTED_IP="5/hour",
+        RATELIMIT_TRUSTED_NETWORKS="203.0.113.0/24, 2001:db8::/32",
+    )
+    city = client_from(flask_app, "203.0.113.99")
+    assert [city.post("/events/werkstatt", data=form(n)).status_code for n in range(6)] == [
+        302, 302, 302, 302, 302, 429,
+    ]  # fmt: skip
+    outside = client_from(flask_app, "198.51.100.1")
+    assert [outside.post("/events/werkstatt", data=form(10 + n)).status_code for n in range(3)] == [
+        302, 302, 429,
+    ]  # fmt: skip
+
+
+def test_malformed_trusted_networks_refuse_to_start(tmp_path, monkeypatch):
+    monkeypatch.setenv("INSTANCE_PATH", str(tmp_path))
+    with pytest.raises(RuntimeError, match="RATELIMIT_TRUSTED_NETWORKS"):
+        make_test_app(
+            f"sqlite:///{tmp_path / 'x.sqlite'}", RATELIMIT_ENABLED=True,
+            RATELIMIT_TRUSTED_NETWORKS="das-rathaus",
+        )  # fmt: skip
+
+
+def test_counting_in_memory_is_said_at_start_up(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("INSTANCE_PATH", str(tmp_path))
+    url = f"sqlite:///{tmp_path / 'x.sqlite'}"
+    with caplog.at_level("WARNING", logger="registration.ratelimit"):
+        make_test_app(url, RATELIMIT_ENABLED=True, TESTING=False)
+    assert "counted in each process's memory" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="registration.ratelimit"):
+        make_test_app(url, RATELIMIT_ENABLED=True, TESTING=False,
+                      RATELIMIT_STORAGE_URI="redis://127.0.0.1:6379/0")  # fmt: skip
+    assert "memory" not in caplog.text
