@@ -578,3 +578,16 @@ def test_two_patches_at_the_same_moment_both_count(app, office, database_url):
     db.session.expire_all()
     event = db.session.get(Event, event_id)
     assert (event.capacity_on_site, event.title) == (2, "Neuer Titel")
+
+
+def test_a_contact_address_the_mail_server_cannot_take_is_refused(client, office, app):
+    headers = bearer(office["secret"])
+    body = {"contact": {"email": "jörg@example.org"}}
+    response = client.patch("/api/v1/events/per-api", json=body, headers=headers)
+    assert response.status_code == 422 and list(response.json["errors"]) == ["contact.email"]
+    # A domain with umlauts has an ASCII form every server takes.
+    body = {"contact": {"email": "orga@bündnis-wohnen.example"}}
+    assert client.patch("/api/v1/events/per-api", json=body, headers=headers).status_code == 200
+    app.config["MAIL_SMTPUTF8"] = True  # the relay is known to take internationalised mailboxes
+    body = {"contact": {"email": "jörg@example.org"}}
+    assert client.patch("/api/v1/events/per-api", json=body, headers=headers).status_code == 200

@@ -506,7 +506,12 @@ def parse_event(record: Any, label: str, base_dir: Path | None = None) -> EventD
     attrs["contact_email"] = check.text(contact, "email", "contact.email", max_length=254)
     if attrs["contact_email"]:
         try:
-            validate_email(attrs["contact_email"], check_deliverability=False)
+            # Replies go to it: an address the mail server cannot take is refused here.
+            validate_email(
+                attrs["contact_email"],
+                check_deliverability=False,
+                allow_smtputf8=bool(current_app.config.get("MAIL_SMTPUTF8")),
+            )
         except EmailNotValidError as exc:
             check.error(
                 "contact.email",
