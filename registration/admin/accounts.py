@@ -29,7 +29,7 @@ from .forms import (
     AccountForm,
     CheckinForm,
 )
-from .views import PER_PAGE, _admin_only, _event_or_404, bp
+from .views import PER_PAGE, _admin_only, _event_or_404, bp, require_button
 
 # --- Audit log ----------------------------------------------------------------------------------
 
@@ -93,8 +93,7 @@ def account_active(organiser_id: int) -> Any:
     organiser = db.session.get(Organiser, organiser_id)
     if organiser is None:
         abort(404)
-    if not CheckinForm().validate_on_submit():
-        abort(400)
+    require_button()
     try:
         accounts.set_active(organiser, request.form.get("active") == "1", actor=current_user)
     except ServiceError as exc:

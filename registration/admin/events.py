@@ -29,7 +29,7 @@ from .forms import (
     EventForm,
     FileForm,
 )
-from .views import _event_or_404, bp
+from .views import _event_or_404, bp, require_button
 
 
 def _me() -> Organiser:
@@ -55,8 +55,7 @@ def organiser_add(slug: str) -> Any:
 @login_required
 def organiser_remove(slug: str, organiser_id: int) -> Any:
     event = _event_or_404(slug)
-    if not CheckinForm().validate_on_submit():
-        abort(400)
+    require_button()
     organiser = next((o for o in event.organisers if o.id == organiser_id), None)
     if organiser is None:
         abort(404)
@@ -209,8 +208,7 @@ def file_upload(slug: str) -> Any:
 @login_required
 def file_remove(slug: str, file_id: int) -> Any:
     event = _event_or_404(slug)
-    if not CheckinForm().validate_on_submit():
-        abort(400)
+    require_button()
     stored = next((f for f in event.files if f.id == file_id), None)
     if stored is None:
         abort(404)

@@ -36,7 +36,7 @@ from .forms import (
     CheckinForm,
     MessageForm,
 )
-from .views import PER_PAGE, _event_or_404, bp
+from .views import PER_PAGE, _event_or_404, bp, require_button
 
 
 def _outbox_row_or_404(event: Event, message_id: int) -> OutboxMessage:
@@ -78,8 +78,7 @@ def outbox_list(slug: str) -> Any:
 def outbox_retry(slug: str, message_id: int) -> Any:
     event = _event_or_404(slug)
     message = _outbox_row_or_404(event, message_id)
-    if not CheckinForm().validate_on_submit():
-        abort(400)
+    require_button()
     if messaging.retry(event, message, current_user._get_current_object()):
         flash(_("The email will be sent again shortly."), "success")
     return redirect(url_for("admin.outbox_list", slug=slug, status=request.args.get("status")))
@@ -90,8 +89,7 @@ def outbox_retry(slug: str, message_id: int) -> Any:
 def outbox_resend(slug: str, message_id: int) -> Any:
     event = _event_or_404(slug)
     message = _outbox_row_or_404(event, message_id)
-    if not CheckinForm().validate_on_submit():
-        abort(400)
+    require_button()
     messaging.resend(event, message, current_user._get_current_object())
     flash(_("The email will be sent again shortly."), "success")
     if message.registration_id is not None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 from flask import (
-    abort,
     flash,
     redirect,
     render_template,
@@ -29,10 +28,9 @@ from ..services import signup
 from ..services.errors import InvalidInput, ServiceError
 from ..services.seats import seat_status
 from .forms import (
-    CheckinForm,
     ParticipantForm,
 )
-from .views import PER_PAGE, _event_or_404, _registration_or_404, bp
+from .views import PER_PAGE, _event_or_404, _registration_or_404, bp, require_button
 
 SORTS = {
     "name": (func.lower(Registration.last_name), func.lower(Registration.first_name)),
@@ -160,8 +158,7 @@ def participant_edit(slug: str, registration_id: int) -> Any:
 def participant_cancel(slug: str, registration_id: int) -> Any:
     event = _event_or_404(slug)
     registration = _registration_or_404(event, registration_id)
-    if not CheckinForm().validate_on_submit():
-        abort(400)
+    require_button()
     participants_service.cancel(registration, actor=current_user._get_current_object())
     flash(_("The registration has been cancelled."), "success")
     return redirect(url_for("admin.participant", slug=slug, registration_id=registration_id))
@@ -173,8 +170,7 @@ def participant_confirm(slug: str, registration_id: int) -> Any:
     """From the waiting list to a seat even though the event is full."""
     event = _event_or_404(slug)
     registration = _registration_or_404(event, registration_id)
-    if not CheckinForm().validate_on_submit():
-        abort(400)
+    require_button()
     try:
         participants_service.confirm_anyway(registration, actor=current_user._get_current_object())
     except ServiceError as exc:

@@ -25,7 +25,7 @@ from ..services import events as events_service
 from ..services.errors import translated
 from ..services.seats import seat_status
 from .forms import CheckinForm, QuestionForm
-from .views import _event_or_404, bp
+from .views import _event_or_404, bp, require_button
 
 #: Which form field shows a problem the import rules found in ``questions[i].<name>``.
 _FIELD_OF = {"label": "label", "kind": "kind", "options": "options", "help": "help_text"}
@@ -164,8 +164,7 @@ def question_move(slug: str, question_id: int) -> Any:
     """One place up or down (``direction``)."""
     event = _event_or_404(slug)
     question = _question_or_404(event, question_id)
-    if not CheckinForm().validate_on_submit():
-        abort(400)
+    require_button()
     step = -1 if request.form.get("direction") == "up" else 1
     order = list(event.questions)
     index = order.index(question)

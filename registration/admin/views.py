@@ -24,6 +24,7 @@ from ..models import (
 from ..services import accounts
 from ..services.seats import seat_status
 from ..timeutil import utcnow
+from .forms import CheckinForm
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -65,6 +66,12 @@ def dashboard() -> Any:
     return render_template(
         "admin/dashboard.html", groups=groups, seats=seat_status(events), now=now
     )
+
+
+def require_button() -> None:
+    """A POST from one of the page's buttons (its form carries only the CSRF token)."""
+    if not CheckinForm().validate_on_submit():
+        abort(400)
 
 
 def _admin_only() -> None:

@@ -4,13 +4,25 @@ the same effects. The rules themselves live in :mod:`.signup` (seats, waiting li
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from ..extensions import db
 from ..models import Event, Organiser, Registration
 from . import audit, signup
 from .errors import ServiceError
+
+
+@contextmanager
+def _transaction() -> Iterator[None]:
+    """Commit what the block wrote; roll it back when a domain error leaves the block."""
+    try:
+        yield
+        db.session.commit()
+    except ServiceError:
+        db.session.rollback()
+        raise
 
 
 def _subject(registration: Registration) -> str:
@@ -28,17 +40,13 @@ def add(
     """A sign-up taken by an organiser (by phone, on paper): the sign-up window does not apply,
     and ``over_capacity`` confirms past the capacity. Raises the sign-up's errors; nothing is
     written then."""
-    try:
+    with _transaction():
         result = signup.register(event, data, by_organiser=True, over_capacity=over_capacity)
         registration = result.registration
         audit.record(
             actor, "participant.add", event=event, subject=_subject(registration),
             details={**(via or {}), "over_capacity": over_capacity},
         )  # fmt: skip
-        db.session.commit()
-    except ServiceError:
-        db.session.rollback()
-        raise
     signup.add_checkin_qr(result)
     return registration
 
@@ -54,7 +62,7 @@ def edit(
     via: Mapping[str, Any] | None = None,
 ) -> Registration:
     """Correct a participant's details; the address stays unique per event."""
-    try:
+    with _transaction():
         registration = signup.update_details(
             registration, email=email, first_name=first_name, last_name=last_name,
             organisation=organisation,
@@ -63,10 +71,6 @@ def edit(
             actor, "participant.edit", event=registration.event, subject=_subject(registration),
             details=dict(via or {}) or None,
         )  # fmt: skip
-        db.session.commit()
-    except ServiceError:
-        db.session.rollback()
-        raise
     return registration
 
 
@@ -78,12 +82,13 @@ def cancel(
 ) -> list[Registration]:
     """Cancel a registration for the participant (who is told); a freed seat goes to the first
     person waiting in that mode. Returns those promoted."""
-    promoted = signup.cancel(registration)
-    audit.record(
-        actor, "participant.cancel", event=registration.event, subject=_subject(registration),
-        details={**(via or {}), "promoted": [r.id for r in promoted]},
-    )  # fmt: skip
-    db.session.commit()
+    with _transaction():
+        promoted = signup.cancel(registration)
+        audit.record(
+            actor, "participant.cancel", event=registration.event,
+            subject=_subject(registration),
+            details={**(via or {}), "promoted": [r.id for r in promoted]},
+        )  # fmt: skip
     return promoted
 
 
@@ -95,14 +100,10 @@ def confirm_anyway(
 ) -> Registration:
     """Give a waiting person a seat although the mode is full (an organiser's explicit
     decision)."""
-    try:
+    with _transaction():
         registration = signup.confirm_anyway(registration)
         audit.record(
             actor, "participant.confirm_over_capacity", event=registration.event,
             subject=_subject(registration), details=dict(via or {}) or None,
         )  # fmt: skip
-        db.session.commit()
-    except ServiceError:
-        db.session.rollback()
-        raise
     return registration
