@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 from typing import Any
 
 from flask import Flask, jsonify, render_template, request
@@ -63,9 +64,20 @@ def handle_too_many_requests(exc: TooManyRequests) -> Any:
     return response, 429, headers
 
 
+def _is_unavailable(exc: OperationalError | InterfaceError) -> bool:
+    """Whether the database is away or busy, rather than the statement wrong: SQLite reports
+    both as OperationalError, PostgreSQL (psycopg) only the first."""
+    if isinstance(exc.orig, sqlite3.OperationalError):
+        text = str(exc.orig).lower()
+        return any(word in text for word in ("locked", "busy", "unable to open", "disk i/o"))
+    return True
+
+
 def handle_database_unavailable(exc: OperationalError | InterfaceError) -> Any:
     """The database is restarting, unreachable or dropped the connection: a calm 503 with
-    ``Retry-After`` (JSON on the API), never a 500."""
+    ``Retry-After`` (JSON on the API), never a 500. A wrong statement stays a 500."""
+    if not _is_unavailable(exc):
+        raise exc
     _rollback_quietly()
     log.warning("database unavailable: %s", type(exc.orig).__name__ if exc.orig else exc)
     headers = {"Retry-After": str(RETRY_AFTER_UNAVAILABLE)}

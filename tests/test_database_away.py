@@ -119,3 +119,25 @@ def test_a_page_answers_503_calmly(app, world):
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "5"
     assert "Kurz nicht erreichbar" in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize(
+    ("message", "unavailable"),
+    [
+        ("database is locked", True),
+        ("unable to open database file", True),
+        ('near "ON": syntax error', False),
+        ("no such table: outbox", False),
+    ],
+)
+def test_only_a_busy_or_missing_sqlite_database_counts_as_unavailable(message, unavailable):
+    """SQLite reports a wrong statement as OperationalError too: that stays a 500 (a bug to
+    fix), while a busy database is a 503 (try again)."""
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    from registration.errors import _is_unavailable
+
+    error = OperationalError("SELECT 1", {}, sqlite3.OperationalError(message))
+    assert _is_unavailable(error) is unavailable

@@ -966,25 +966,21 @@ def import_events(
 
 
 def notify_participants(event: Event, kind: str, payload: dict[str, Any] | None = None) -> int:
-    """Queue ``kind`` ("event_changed", "event_cancelled") for every active participant.
+    """Queue ``kind`` ("event_changed", "event_cancelled") for every active participant, in
+    one statement however many there are.
 
     Keyed by the calendar SEQUENCE the change produced, so a second change tells people again,
-    while a retried transaction does not duplicate anything."""
-    active = db.session.scalars(
-        select(Registration).where(
+    while a retried transaction does not duplicate anything. Returns how many were queued."""
+    return outbox.enqueue_for_each(
+        kind,
+        select(Registration.id, Registration.event_id).where(
             Registration.event_id == event.id,
             Registration.status.in_(ACTIVE_STATUSES),
             Registration.anonymised_at.is_(None),  # GDPR: no address left to write to
-        )
-    ).all()
-    for registration in active:
-        outbox.enqueue_keyed(
-            kind,
-            registration,
-            f"{kind}:{registration.id}:{event.ics_sequence}",
-            payload=payload,
-        )
-    return len(active)
+        ),
+        str(event.ics_sequence),
+        payload=payload,
+    )
 
 
 def add_organiser(event: Event, organiser: Organiser, *, actor: Organiser | None) -> bool:

@@ -67,19 +67,18 @@ def send(
     """Queue the message for everyone matching (one campaign, one row per person), audit it and
     commit. Returns the number of recipients."""
     campaign = uuid.uuid4().hex[:12]
-    people = recipients(event, status=status, attendance=attendance)
     payload = {"subject": subject, "body": body, "campaign": campaign}
-    for registration in people:
-        outbox.enqueue_keyed(
-            "message", registration, f"message:{campaign}:{registration.id}", payload=payload
-        )
+    stmt = _recipients(event, status, attendance).with_only_columns(
+        Registration.id, Registration.event_id
+    )
+    count = outbox.enqueue_for_each("message", stmt, campaign, payload=payload)
     audit.record(
         actor, "message.send", event=event,
-        details={"campaign": campaign, "subject": subject, "recipients": len(people),
+        details={"campaign": campaign, "subject": subject, "recipients": count,
                  "status": status, "attendance": attendance},
     )  # fmt: skip
     db.session.commit()
-    return len(people)
+    return count
 
 
 def retry(event: Event, message: OutboxMessage, actor: Organiser) -> bool:

@@ -9,6 +9,7 @@ from sqlalchemy import (
     CTE,
     ColumnElement,
     Insert,
+    Select,
     String,
     bindparam,
     cast,
@@ -16,7 +17,10 @@ from sqlalchemy import (
     insert,
     literal,
     select,
+    true,
 )
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from ..extensions import db
 from ..models import OutboxMessage, OutboxStatus, Registration
@@ -147,3 +151,48 @@ def resend(message: OutboxMessage, *, now: datetime | None = None) -> OutboxMess
     )
     db.session.add(copy)
     return copy
+
+
+def enqueue_for_each(
+    kind: str,
+    recipients: Select[Any],
+    key_suffix: str,
+    *,
+    payload: dict[str, Any] | None = None,
+    now: datetime | None = None,
+) -> int:
+    """Queue ``kind`` for every registration ``recipients`` selects (a select of
+    ``Registration.id`` and ``Registration.event_id``), keyed ``kind:<id>:<key_suffix>``, in
+    one INSERT ... SELECT however many there are; a key queued already is left alone, so a
+    retried transaction adds nothing. Returns how many rows were added."""
+    table = OutboxMessage.__table__
+    now = now or utcnow()
+    people = recipients.subquery("recipients")
+    registration_id, event_id = people.c
+    columns = {
+        "kind": literal(kind, String),
+        "registration_id": registration_id,
+        "event_id": event_id,
+        "dedupe_key": literal(f"{kind}:", String)
+        + cast(registration_id, String)
+        + literal(f":{key_suffix}", String),
+        "payload": literal(payload, table.c.payload.type),
+        # The columns' defaults, written out: INSERT ... SELECT leaves them unset.
+        "status": literal(OutboxStatus.PENDING.value, String),
+        "attempts": literal(0),
+        "next_attempt_at": literal(now, table.c.next_attempt_at.type),
+        "last_error": literal(""),
+        "created_at": literal(now, table.c.created_at.type),
+    }
+    insert_ = (
+        sqlite_insert(table)
+        if db.session.get_bind().dialect.name == "sqlite"
+        else postgresql_insert(table)
+    )
+    # SQLite needs a WHERE in an INSERT ... SELECT ... ON CONFLICT (its parser is ambiguous
+    # without one).
+    rows = select(*columns.values()).where(true())
+    statement = insert_.from_select(list(columns), rows, include_defaults=False)
+    statement = statement.on_conflict_do_nothing(index_elements=["dedupe_key"])
+    # Counted from RETURNING: rowcount is -1 for this statement on SQLite.
+    return len(db.session.execute(statement.returning(table.c.id)).all())
