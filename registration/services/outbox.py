@@ -156,15 +156,18 @@ def resend(message: OutboxMessage, *, now: datetime | None = None) -> OutboxMess
 def enqueue_for_each(
     kind: str,
     recipients: Select[Any],
-    key_suffix: str,
+    key_suffix: str | None,
     *,
+    key_prefix: str | None = None,
     payload: dict[str, Any] | None = None,
     now: datetime | None = None,
 ) -> int:
     """Queue ``kind`` for every registration ``recipients`` selects (a select of
-    ``Registration.id`` and ``Registration.event_id``), keyed ``kind:<id>:<key_suffix>``, in
-    one INSERT ... SELECT however many there are; a key queued already is left alone, so a
-    retried transaction adds nothing. Returns how many rows were added."""
+    ``Registration.id`` and ``Registration.event_id``), keyed ``<key_prefix>:<id>:<key_suffix>``
+    (the prefix defaults to the kind; no suffix: ``<prefix>:<id>``), in one INSERT ... SELECT
+    however many there are: no statement grows with them. A key queued already is left alone,
+    so a retried transaction or a second worker adds nothing. Returns how many rows were
+    added."""
     table = OutboxMessage.__table__
     now = now or utcnow()
     people = recipients.subquery("recipients")
@@ -173,9 +176,9 @@ def enqueue_for_each(
         "kind": literal(kind, String),
         "registration_id": registration_id,
         "event_id": event_id,
-        "dedupe_key": literal(f"{kind}:", String)
+        "dedupe_key": literal(f"{key_prefix or kind}:", String)
         + cast(registration_id, String)
-        + literal(f":{key_suffix}", String),
+        + literal("" if key_suffix is None else f":{key_suffix}", String),
         "payload": literal(payload, table.c.payload.type),
         # The columns' defaults, written out: INSERT ... SELECT leaves them unset.
         "status": literal(OutboxStatus.PENDING.value, String),

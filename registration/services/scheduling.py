@@ -8,9 +8,9 @@ mail twice, and a pass that runs late still creates what is due (DESIGN.md, "Dat
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Select, select
 
 from ..extensions import db
 from ..models import (
@@ -22,6 +22,7 @@ from ..models import (
     RegistrationStatus,
 )
 from ..timeutil import utcnow
+from . import outbox
 
 
 def reminder_at(event: Event) -> datetime | None:
@@ -47,50 +48,29 @@ def dial_in_due(event: Event, now: datetime) -> bool:
     )
 
 
-def dial_in_key(registration_id: int, revision: int) -> str:
-    return f"dial_in:{registration_id}:r{revision}"
-
-
-def _insert_ignore(rows: list[dict]) -> int:
-    """Insert outbox rows; rows whose dedupe key exists already are skipped silently."""
-    if not rows:
-        return 0
-    dialect = db.session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    now = utcnow()
-    for row in rows:
-        row.setdefault("status", "pending")
-        row.setdefault("attempts", 0)
-        row.setdefault("next_attempt_at", now)
-        row.setdefault("last_error", "")
-        row.setdefault("created_at", now)
-    result = db.session.execute(
-        insert(OutboxMessage).values(rows).on_conflict_do_nothing(index_elements=["dedupe_key"])
-    )
-    return max(result.rowcount or 0, 0)
-
-
-def _dial_in_row(registration: Registration, event: Event, had_earlier: bool) -> dict:
-    return {
-        "kind": "dial_in_update" if had_earlier else "dial_in",
-        "registration_id": registration.id,
-        "event_id": event.id,
-        "dedupe_key": dial_in_key(registration.id, event.dial_in_revision),
-        "payload": {"revision": event.dial_in_revision},
-    }
-
-
-def _had_dial_in(registration_ids: list[int]) -> set[int]:
-    if not registration_ids:
-        return set()
-    return set(
-        db.session.scalars(
-            select(OutboxMessage.registration_id).where(
-                OutboxMessage.registration_id.in_(registration_ids),
-                OutboxMessage.kind.in_(("dial_in", "dial_in_update")),
-            )
+def _queue_dial_in(event: Event, confirmed_online: Select[Any], now: datetime) -> int:
+    """Queue the current dial-in details for those ``confirmed_online`` selects (ids and event
+    ids): "dial_in" for whoever had none yet, "dial_in_update" for whoever had earlier ones;
+    one key per person and revision. Returns how many rows were new."""
+    had = (
+        select(OutboxMessage.id)
+        .where(
+            OutboxMessage.registration_id == Registration.id,
+            OutboxMessage.kind.in_(("dial_in", "dial_in_update")),
         )
+        .exists()
     )
+    revision = event.dial_in_revision
+    created = 0
+    for kind, who in (
+        ("dial_in", confirmed_online.where(~had)),
+        ("dial_in_update", confirmed_online.where(had)),
+    ):
+        created += outbox.enqueue_for_each(
+            kind, who, f"r{revision}", key_prefix="dial_in", payload={"revision": revision},
+            now=now,
+        )  # fmt: skip
+    return created
 
 
 def dial_in_if_due(registration: Registration, event: Event, now: datetime | None = None) -> None:
@@ -101,48 +81,36 @@ def dial_in_if_due(registration: Registration, event: Event, now: datetime | Non
         and registration.attendance == Attendance.ONLINE
         and dial_in_due(event, now)
     ):
-        had = registration.id in _had_dial_in([registration.id])
-        _insert_ignore([_dial_in_row(registration, event, had)])
+        db.session.flush()
+        one = select(Registration.id, Registration.event_id).where(
+            Registration.id == registration.id
+        )
+        _queue_dial_in(event, one, now)
 
 
 def schedule_due(now: datetime | None = None) -> int:
     """Create the outbox rows for every reminder and dial-in mail that is due. Returns how many
-    rows were new. The caller commits."""
+    rows were new. The caller commits.
+
+    Each kind for each event is one INSERT ... SELECT, so any number of participants falls due
+    in a bounded statement (a list of rows would outgrow the database's parameter limit)."""
     now = now or utcnow()
     created = 0
     events = db.session.scalars(
         select(Event).where(Event.status == EventStatus.PUBLISHED, Event.ends_at > now)
-    )
+    ).all()
     for event in events:
+        confirmed = select(Registration.id, Registration.event_id).where(
+            Registration.event_id == event.id,
+            Registration.status == RegistrationStatus.CONFIRMED,
+        )
         remind = reminder_at(event)
         if remind is not None and remind <= now < event.starts_at:
-            confirmed = db.session.scalars(
-                select(Registration).where(
-                    Registration.event_id == event.id,
-                    Registration.status == RegistrationStatus.CONFIRMED,
-                    # Who signed up after the reminder time just had the confirmation.
-                    Registration.confirmed_at < remind,
-                )
-            ).all()
-            created += _insert_ignore(
-                [
-                    {
-                        "kind": "reminder",
-                        "registration_id": r.id,
-                        "event_id": event.id,
-                        "dedupe_key": f"reminder:{r.id}",
-                    }
-                    for r in confirmed
-                ]
+            # Who signed up after the reminder time just had the confirmation.
+            created += outbox.enqueue_for_each(
+                "reminder", confirmed.where(Registration.confirmed_at < remind), None, now=now
             )
         if dial_in_due(event, now):
-            online = db.session.scalars(
-                select(Registration).where(
-                    Registration.event_id == event.id,
-                    Registration.status == RegistrationStatus.CONFIRMED,
-                    Registration.attendance == Attendance.ONLINE,
-                )
-            ).all()
-            had = _had_dial_in([r.id for r in online])
-            created += _insert_ignore([_dial_in_row(r, event, r.id in had) for r in online])
+            online = confirmed.where(Registration.attendance == Attendance.ONLINE)
+            created += _queue_dial_in(event, online, now)
     return created
