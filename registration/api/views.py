@@ -27,7 +27,7 @@ from ..models import (
     Registration,
     RegistrationStatus,
 )
-from ..services import api_tokens, audit, signup
+from ..services import api_tokens, audit, seats, signup
 from ..services.errors import InvalidInput, ServiceError
 from ..services.events import EventDataError, parse_event, question_record, upsert_event
 from ..services.seats import SeatStatus, seat_status
@@ -328,20 +328,7 @@ def _page_args() -> tuple[int, int, str | None, str | None]:
 
 def _waitlist_positions(event: Event) -> dict[int, int]:
     """Position on the waiting list (per mode, 1-based) of everyone waiting, in one query."""
-    rows = db.session.execute(
-        select(Registration.id, Registration.attendance)
-        .where(
-            Registration.event_id == event.id,
-            Registration.status == RegistrationStatus.WAITLISTED,
-        )
-        .order_by(Registration.waitlist_order)
-    )
-    positions: dict[int, int] = {}
-    seen: dict[str, int] = {}
-    for registration_id, mode in rows:
-        seen[mode] = seen.get(mode, 0) + 1
-        positions[registration_id] = seen[mode]
-    return positions
+    return seats.waitlist_positions(event.id)
 
 
 @bp.get("/events/<slug>/registrations")

@@ -4,7 +4,9 @@ Whether a sign-up gets a seat, a place on the waiting list or a refusal depends 
 committed when its event's lock is granted, so the decision is a query (:data:`DECISION`) run
 right after the lock, on both databases: it reads the event row and counts the registrations
 with a snapshot taken after the lock, and returns the outcome with the values it was based on.
-The rule is written once, here, in SQL.
+The rules are the seats policy's (the hybrids on Event and services/seats.py), composed
+here into one query; the order of the checks (closed, attendance, duplicate, seat, waiting list)
+is this module's.
 
 On PostgreSQL :data:`DECIDE_AND_INSERT` goes further: the same decision, the registration's
 INSERT and its first email in one statement, which signup.register() sends together with the
@@ -23,7 +25,6 @@ from sqlalchemy import (
     ScalarSelect,
     Select,
     String,
-    and_,
     bindparam,
     case,
     exists,
@@ -37,14 +38,11 @@ from sqlalchemy import (
 
 from ..database import UTCDateTime
 from ..models import (
-    Attendance,
     Event,
-    EventFormat,
-    EventStatus,
     Registration,
     RegistrationStatus,
 )
-from . import outbox
+from . import outbox, seats
 
 
 class Outcome(enum.StrEnum):
@@ -96,7 +94,7 @@ def _in_mode(status: RegistrationStatus) -> ScalarSelect[int]:
     # Matches the index on (event_id, status, attendance).
     return (
         select(func.count())
-        .where(_OF_EVENT, _REGISTRATIONS.c.status == status, _REGISTRATIONS.c.attendance == _MODE)
+        .where(_OF_EVENT, _REGISTRATIONS.c.status == status, seats.in_mode(_MODE))
         .scalar_subquery()
     )
 
@@ -106,11 +104,7 @@ def _in_mode(status: RegistrationStatus) -> ScalarSelect[int]:
 _COUNTS = select(
     _in_mode(RegistrationStatus.CONFIRMED).label("confirmed"),
     _in_mode(RegistrationStatus.WAITLISTED).label("waiting"),
-    # The unique index on (event_id, waitlist_order) answers with its last entry.
-    select(func.coalesce(func.max(_REGISTRATIONS.c.waitlist_order), 0))
-    .where(_OF_EVENT)
-    .scalar_subquery()
-    .label("last_order"),
+    seats.last_waitlist_order(_EVENT_ID).scalar_subquery().label("last_order"),
     # Active means not cancelled (ACTIVE_STATUSES): the condition of the partial unique index
     # on (event_id, email_key), which answers this.
     exists()
@@ -122,31 +116,16 @@ _COUNTS = select(
     .label("duplicate"),
 ).subquery("counts")
 
-# Event.is_open_at(), and for organisers only "not cancelled".
-_OPEN_TO_PUBLIC = and_(
-    _EVENTS.c.status == EventStatus.PUBLISHED,
-    or_(_EVENTS.c.registration_opens_at.is_(None), _EVENTS.c.registration_opens_at <= _NOW),
-    func.coalesce(_EVENTS.c.registration_closes_at, _EVENTS.c.starts_at) > _NOW,
-)
-_OPEN = or_(
-    and_(_BY_ORGANISER, _EVENTS.c.status != EventStatus.CANCELLED),
-    and_(not_(_BY_ORGANISER), _OPEN_TO_PUBLIC),
-)
-# models.modes_for_format(): a single-mode event's format has the mode's name; a hybrid event
-# offers both, but the participant has to choose.
-_OFFERED = or_(
-    _EVENTS.c.format == _MODE, and_(_EVENTS.c.format == EventFormat.HYBRID, _MODE_CHOSEN)
-)
-_CAPACITY = case(
-    (Attendance.ON_SITE.value == _MODE, _EVENTS.c.capacity_on_site),
-    else_=_EVENTS.c.capacity_online,
-)
+# The seats policy's rules (the hybrids on Event, services/seats.py), as SQL.
+_OPEN = Event.accepts_signups_at(_NOW, _BY_ORGANISER)
+_OFFERED = Event.offers(_MODE, _MODE_CHOSEN)
+_CAPACITY = Event.capacity_for(_MODE)
 _OUTCOME = case(
     (not_(_OPEN), Outcome.CLOSED.value),
     (not_(_OFFERED), Outcome.ATTENDANCE.value),
     (_COUNTS.c.duplicate, Outcome.DUPLICATE.value),
     (
-        or_(_OVER_CAPACITY, _CAPACITY.is_(None), _COUNTS.c.confirmed < _CAPACITY),
+        or_(_OVER_CAPACITY, seats.seat_left_sql(_CAPACITY, _COUNTS.c.confirmed)),
         Outcome.CONFIRMED.value,
     ),
     (_EVENTS.c.waitlist_enabled, Outcome.WAITLISTED.value),

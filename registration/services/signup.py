@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -30,12 +30,11 @@ from ..models import (
     ACTIVE_STATUSES,
     Attendance,
     Event,
-    EventStatus,
     Registration,
     RegistrationStatus,
 )
 from ..timeutil import utcnow
-from . import answers, decision, outbox, scheduling
+from . import answers, decision, outbox, scheduling, seats
 from .errors import (
     DuplicateRegistration,
     EventFull,
@@ -112,51 +111,28 @@ def _refresh(registration: Registration) -> Registration:
 
 def count(event: Event, mode: Attendance | str, status: RegistrationStatus) -> int:
     """How many registrations of ``event`` in ``mode`` have ``status``."""
-    return db.session.scalar(
-        select(func.count())
-        .select_from(Registration)
-        .where(
-            Registration.event_id == event.id,
-            Registration.attendance == mode,
-            Registration.status == status,
-        )
-    )
+    return seats.pool(event, mode).count(status)
 
 
 def confirmed_count(event: Event, mode: Attendance | str) -> int:
-    return count(event, mode, RegistrationStatus.CONFIRMED)
+    return seats.pool(event, mode).confirmed()
 
 
 def waitlisted_count(event: Event, mode: Attendance | str) -> int:
-    return count(event, mode, RegistrationStatus.WAITLISTED)
+    return seats.pool(event, mode).waitlisted()
 
 
 def has_seat(event: Event, mode: Attendance | str) -> bool:
-    capacity = event.capacity_for(mode)
-    return capacity is None or confirmed_count(event, mode) < capacity
+    return seats.pool(event, mode).has_seat()
 
 
 def waitlist_position(registration: Registration) -> int | None:
     """1-based position among those waiting for the same event and mode, or ``None``."""
-    if registration.status != RegistrationStatus.WAITLISTED:
-        return None
-    return db.session.scalar(
-        select(func.count())
-        .select_from(Registration)
-        .where(
-            Registration.event_id == registration.event_id,
-            Registration.attendance == registration.attendance,
-            Registration.status == RegistrationStatus.WAITLISTED,
-            Registration.waitlist_order <= registration.waitlist_order,
-        )
-    )
+    return seats.waitlist_position(registration)
 
 
 def _next_waitlist_order(event: Event) -> int:
-    current = db.session.scalar(
-        select(func.max(Registration.waitlist_order)).where(Registration.event_id == event.id)
-    )
-    return (current or 0) + 1
+    return db.session.scalar(seats.last_waitlist_order(event.id)) + 1
 
 
 _REGISTRATIONS = Registration.__table__
@@ -356,10 +332,7 @@ def _refuse(outcome: decision.Outcome, event: Event, data: SignupData) -> None:
 
 
 def _check_open(event: Event, now: datetime, by_organiser: bool) -> None:
-    if by_organiser:
-        if event.status == EventStatus.CANCELLED:
-            raise RegistrationClosed()
-    elif not event.is_open_at(now):
+    if not event.accepts_signups_at(now, by_organiser):
         raise RegistrationClosed()
 
 
@@ -511,23 +484,7 @@ def promote_waitlisted(
     The caller must hold the event lock (:func:`lock_event`).
     """
     now = now or utcnow()
-    capacity = event.capacity_for(mode)
-    confirmed = confirmed_count(event, mode)
-    free = None if capacity is None else max(capacity - confirmed, 0)
-    if free == 0:
-        return []
-    stmt = (
-        select(Registration)
-        .where(
-            Registration.event_id == event.id,
-            Registration.attendance == mode,
-            Registration.status == RegistrationStatus.WAITLISTED,
-        )
-        .order_by(Registration.waitlist_order)
-    )
-    if free is not None:
-        stmt = stmt.limit(free)
-    promoted = list(db.session.scalars(stmt))
+    promoted = seats.pool(event, mode).next_to_promote()
     for registration in promoted:
         registration.status = RegistrationStatus.CONFIRMED
         registration.confirmed_at = now
