@@ -28,7 +28,7 @@ from ..models import (
     RegistrationStatus,
 )
 from ..services import api_tokens, audit, seats, signup
-from ..services.errors import InvalidInput, ServiceError
+from ..services.errors import Busy, InvalidInput, ServiceError
 from ..services.events import EventDataError, parse_event, question_record, upsert_event
 from ..services.seats import SeatStatus, seat_status
 from ..timeutil import utcnow
@@ -176,6 +176,10 @@ def create_registration(slug: str) -> Any:
     except InvalidInput as exc:
         db.session.rollback()
         return _validation_error(exc.errors)
+    except Busy as exc:  # the event's lock was not granted in time: nothing written
+        db.session.rollback()
+        response, status = _error(503, exc.code, str(exc))
+        return response, status, {"Retry-After": str(exc.retry_after)}
     except ServiceError as exc:
         db.session.rollback()
         return _error(409, exc.code, str(exc))

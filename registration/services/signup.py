@@ -7,7 +7,9 @@ however many processes serve them (DESIGN.md invariants 1 and 2). Since every si
 event queues for that lock, :func:`register` does all it can before taking it, and leaves the
 decision under the lock to the database (services/decision.py): on PostgreSQL the lock, the
 decision with the INSERTs and usually the COMMIT reach the server in one round trip, so the lock
-is held only while the server works.
+is held only while the server works. The wait for the lock is bounded (``SIGNUP_LOCK_TIMEOUT``,
+PostgreSQL): behind a stuck transaction, requests end with :class:`Busy` ("try again") instead of
+piling up.
 """
 
 from __future__ import annotations
@@ -20,11 +22,18 @@ from typing import Any
 
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import bindparam, insert, select, update
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm.attributes import set_committed_value
 
 from .. import qrcode, tokens
-from ..database import PAGES_CHANGED, execute_pipelined
+from ..database import (
+    PAGES_CHANGED,
+    SET_LOCK_TIMEOUT,
+    busy,
+    execute_pipelined,
+    is_lock_timeout,
+    lock_timeout_params,
+)
 from ..extensions import db
 from ..models import (
     ACTIVE_STATUSES,
@@ -99,8 +108,19 @@ _LOCK_EVENT = (
 
 
 def lock_event(event_id: int) -> Event:
-    """Lock the event row for the rest of the transaction and return it freshly loaded."""
-    return db.session.scalars(_LOCK_EVENT, {"event_id": event_id}).one()
+    """Lock the event row for the rest of the transaction and return it freshly loaded.
+
+    On PostgreSQL the wait for the lock ends after the lock timeout (``SIGNUP_LOCK_TIMEOUT``)
+    with :class:`Busy`, the transaction rolled back."""
+    try:
+        if db.session.get_bind().dialect.name == "postgresql":
+            db.session.execute(SET_LOCK_TIMEOUT, lock_timeout_params())
+        return db.session.scalars(_LOCK_EVENT, {"event_id": event_id}).one()
+    except OperationalError as exc:
+        if not is_lock_timeout(exc):
+            raise
+        db.session.rollback()
+        raise busy() from exc
 
 
 def _refresh(registration: Registration) -> Registration:
@@ -192,9 +212,9 @@ def register(
     ``commit`` commits the session (which must hold no other changes) before returning; where
     it can, together with the sign-up's statements (see below).
 
-    Raises :class:`RegistrationClosed`, :class:`DuplicateRegistration`, :class:`EventFull` or
-    :class:`InvalidInput` (fields, custom answers as ``answers.<key>``). Nothing is written when
-    it raises.
+    Raises :class:`RegistrationClosed`, :class:`DuplicateRegistration`, :class:`EventFull`,
+    :class:`InvalidInput` (fields, custom answers as ``answers.<key>``) or :class:`Busy` (the
+    event's lock was not granted within the lock timeout). Nothing is written when it raises.
     """
     now = now or utcnow()
     if not data.privacy_consent:
@@ -248,6 +268,11 @@ def register(
         if _is_duplicate_email(exc):  # the unique index is the last line of defence
             raise DuplicateRegistration() from exc
         raise  # anything else is a bug (e.g. in locking) and must not pass as a duplicate
+    except OperationalError as exc:
+        if not is_lock_timeout(exc):
+            raise
+        db.session.rollback()
+        raise busy() from exc
     outcome, _confirmed, waiting, _last_order, *event_values = row
     for column, value in zip(decision.EVENT_COLUMNS, event_values, strict=True):
         set_committed_value(event, column.key, value)  # the row as it was decided on
@@ -286,9 +311,11 @@ def _decide(
     and the new id (``None``: refused, nothing written)."""
     if db.session.get_bind().dialect.name == "postgresql":
         new = {f"new_{name}": values[name] for name in decision.NEW_COLUMNS}
-        _, (row,) = execute_pipelined(
+        _, _, (row,) = execute_pipelined(
             db.session,
             [
+                # The lock's wait is bounded (lock_event explains why); same round trip.
+                (SET_LOCK_TIMEOUT, lock_timeout_params()),
                 (decision.LOCK, params),
                 (decision.DECIDE_AND_INSERT, {**params, **new, "queued_at": params["now"]}),
             ],
