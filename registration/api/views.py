@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload, selectinload
 
 from ..extensions import db
-from ..forms import ApiSignupForm, check
+from ..forms import validate_api_signup
 from ..models import (
     Answer,
     ApiToken,
@@ -130,7 +130,8 @@ def get_event(slug: str) -> Any:
 
 
 def _parse_signup(body: Any) -> signup.SignupData:
-    """Type-check the JSON body, then validate it with the form's rules; raise InvalidInput."""
+    """Type-check the JSON body, then validate it with the sign-up form's rules (ApiSignupForm);
+    raise InvalidInput naming the fields."""
     if not isinstance(body, dict):
         raise InvalidInput({"body": [_l("The request body must be a JSON object.")]})
     errors: dict[str, list[str]] = {}
@@ -144,9 +145,8 @@ def _parse_signup(body: Any) -> signup.SignupData:
     consent = body.get("privacy_consent")
     if consent is not True:
         errors["privacy_consent"] = [_l("Please agree to the privacy notice (true).")]
-    fields, field_errors = check(
-        ApiSignupForm,
-        {name: body[name] for name in _TEXT_FIELDS if isinstance(body.get(name), str)},
+    fields, field_errors = validate_api_signup(
+        {name: body[name] for name in _TEXT_FIELDS if isinstance(body.get(name), str)}
     )
     for name, messages in field_errors.items():
         errors.setdefault(name, messages)
