@@ -26,9 +26,13 @@ graceful_timeout = 30
 #: Seconds a connection from the proxy is kept open for its next request.
 keepalive = 5
 
-#: Recycle workers now and then (a slow leak in a library never grows without bound).
-max_requests = 2000
-max_requests_jitter = 200
+#: Recycle workers now and then (a slow leak in a library never grows without bound), but
+#: rarely: a new worker imports the app and starts with cold caches (rendered pages, compiled
+#: statements), which costs about a second of a core. At 2,000 requests that happened every
+#: few seconds during a sign-up rush, and cost the load test's event page half its rate in a
+#: round.
+max_requests = 10000
+max_requests_jitter = 1000
 
 #: The app writes one JSON line per request (without the secret tokens in personal links);
 #: gunicorn's access log would print the raw URL, tokens included, so it stays off.

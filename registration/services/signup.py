@@ -175,7 +175,7 @@ def _resolve_attendance(event: Event, requested: str | None) -> Attendance:
         if len(modes) == 1:
             return modes[0]
         raise InvalidInput({"attendance": [_l("Please choose how you will attend.")]})
-    if requested not in {m.value for m in modes}:
+    if not event.offers(requested):  # the seats policy's rule (decision.py's SQL twin)
         if len(modes) == 1 and modes[0] == Attendance.ON_SITE:
             message = _l("This event takes place on site only.")
         elif len(modes) == 1:
