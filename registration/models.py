@@ -417,9 +417,18 @@ class Registration(db.Model):
     def full_name(self) -> str:
         return f"{self.first_name} {self.last_name}".strip()
 
-    @property
+    @hybrid_property
     def is_active(self) -> bool:
+        """Whether the registration holds a place (a seat or one on the waiting list)."""
         return self.status in ACTIVE_STATUSES
+
+    @is_active.inplace.expression
+    @classmethod
+    def _is_active_expression(cls) -> ColumnElement[bool]:
+        # "Not cancelled", the condition of the partial unique index on (event_id, email_key),
+        # so that the index answers the duplicate check (tests/test_decision.py keeps the two
+        # forms equal).
+        return cls.status != RegistrationStatus.CANCELLED
 
 
 class Question(db.Model):

@@ -9,7 +9,14 @@ from itertools import product
 from sqlalchemy import select
 
 from registration.extensions import db
-from registration.models import Attendance, Event, EventFormat, EventStatus, RegistrationStatus
+from registration.models import (
+    Attendance,
+    Event,
+    EventFormat,
+    EventStatus,
+    Registration,
+    RegistrationStatus,
+)
 from registration.services import seats, signup
 from registration.timeutil import utcnow
 
@@ -113,3 +120,17 @@ def test_a_pool_counts_promotes_and_orders_its_own_registrations(app):
     assert first.waitlist_order < second.waitlist_order
     assert seats.pool(event, Attendance.ON_SITE).next_to_promote() == [first]
     assert signup.promote_all(event) == [first]
+
+
+def test_is_active_agrees_in_sql_and_python(app):
+    """The duplicate check and find_active use the SQL form, the pages the Python one."""
+    event = make_event(capacity_on_site=1)
+    results = [register(event, n) for n in range(3)]  # confirmed, waitlisted, waitlisted
+    signup.cancel(results[2].registration)
+    db.session.commit()
+    rows = db.session.execute(select(Registration.id, Registration.is_active)).all()
+    assert len(rows) == 3
+    for registration_id, active in rows:
+        registration = db.session.get_one(Registration, registration_id)
+        assert active == registration.is_active
+    assert sorted(active for _, active in rows) == [False, True, True]

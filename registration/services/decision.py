@@ -105,14 +105,10 @@ _COUNTS = select(
     _in_mode(RegistrationStatus.CONFIRMED).label("confirmed"),
     _in_mode(RegistrationStatus.WAITLISTED).label("waiting"),
     seats.last_waitlist_order(_EVENT_ID).scalar_subquery().label("last_order"),
-    # Active means not cancelled (ACTIVE_STATUSES): the condition of the partial unique index
-    # on (event_id, email_key), which answers this.
+    # Registration.is_active is the condition of the partial unique index on
+    # (event_id, email_key), which answers this.
     exists()
-    .where(
-        _OF_EVENT,
-        _REGISTRATIONS.c.email_key == _EMAIL_KEY,
-        _REGISTRATIONS.c.status != RegistrationStatus.CANCELLED,
-    )
+    .where(_OF_EVENT, _REGISTRATIONS.c.email_key == _EMAIL_KEY, Registration.is_active)
     .label("duplicate"),
 ).subquery("counts")
 

@@ -36,7 +36,6 @@ from ..database import (
 )
 from ..extensions import db
 from ..models import (
-    ACTIVE_STATUSES,
     Attendance,
     Event,
     Registration,
@@ -191,7 +190,7 @@ def find_active(event: Event, email: str) -> Registration | None:
         select(Registration).where(
             Registration.event_id == event.id,
             Registration.email_key == email.strip().lower(),
-            Registration.status.in_(ACTIVE_STATUSES),
+            Registration.is_active,
         )
     ).first()
 
