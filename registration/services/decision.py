@@ -18,7 +18,8 @@ sign-up for the event queues for that lock (see bench/load_test.py).
 from __future__ import annotations
 
 import enum
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     Boolean,
@@ -61,6 +62,24 @@ class Outcome(enum.StrEnum):
 
 
 ACCEPTED = (Outcome.CONFIRMED, Outcome.WAITLISTED)
+
+
+class Decided(NamedTuple):
+    """What a sign-up's decision (and, when accepted, its INSERT) gave."""
+
+    outcome: Outcome
+    #: Waiting in the chosen mode before this sign-up (its position is one more).
+    waiting: int
+    #: The values of :data:`EVENT_COLUMNS` as decided on.
+    event_values: tuple[Any, ...]
+    #: The new registration, ``None`` when refused (nothing written).
+    registration_id: int | None
+
+    @classmethod
+    def of(cls, row: Sequence[Any], registration_id: int | None) -> Decided:
+        """From a row of :data:`DECISION` (outcome, confirmed, waiting, last order, event)."""
+        return cls(Outcome(row[0]), row[2], tuple(row[4:]), registration_id)
+
 
 _EVENTS = Event.__table__
 _REGISTRATIONS = Registration.__table__

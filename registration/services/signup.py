@@ -261,7 +261,7 @@ def register(
     )
     db.session.info[PAGES_CHANGED] = True  # Core INSERTs: the ORM does not see them
     try:
-        row, registration_id = _decide(values, params, finish_at_once)
+        decided = _decide(values, params, finish_at_once)
     except IntegrityError as exc:
         db.session.rollback()
         if _is_duplicate_email(exc):  # the unique index is the last line of defence
@@ -272,12 +272,12 @@ def register(
             raise
         db.session.rollback()
         raise busy() from exc
-    outcome, _confirmed, waiting, _last_order, *event_values = row
-    for column, value in zip(decision.EVENT_COLUMNS, event_values, strict=True):
+    for column, value in zip(decision.EVENT_COLUMNS, decided.event_values, strict=True):
         set_committed_value(event, column.key, value)  # the row as it was decided on
+    registration_id = decided.registration_id
     if registration_id is None:
-        _refuse(decision.Outcome(outcome), event, data)
-    status = RegistrationStatus(outcome)
+        _refuse(decided.outcome, event, data)
+    status = RegistrationStatus(decided.outcome)
     if not finish_at_once:
         answers.store(registration_id, valid_answers)
         if mode == Attendance.ONLINE and status == RegistrationStatus.CONFIRMED:
@@ -294,7 +294,7 @@ def register(
         checkin = PendingCheckinCode(registration_id, salt)
     return SignupResult(
         manage_token,
-        waiting + 1 if status == RegistrationStatus.WAITLISTED else None,
+        decided.waiting + 1 if status == RegistrationStatus.WAITLISTED else None,
         registration_id=registration_id,
         status=status,
         attendance=mode,
@@ -302,12 +302,10 @@ def register(
     )
 
 
-def _decide(
-    values: dict[str, Any], params: dict[str, Any], commit: bool
-) -> tuple[tuple[Any, ...], int | None]:
-    """Lock the event, let the database decide (decision.py) and, when it accepts, insert the
-    registration and queue its first email; commit if ``commit``. Returns the decision's row
-    and the new id (``None``: refused, nothing written)."""
+def _decide(values: dict[str, Any], params: dict[str, Any], commit: bool) -> decision.Decided:
+    """The measured sign-up path: lock the event (waiting at most the lock timeout), let the
+    database decide (decision.py) and, when it accepts, insert the registration and queue its
+    first email; commit if ``commit``. On PostgreSQL all of it is one round trip."""
     if db.session.get_bind().dialect.name == "postgresql":
         new = {f"new_{name}": values[name] for name in decision.NEW_COLUMNS}
         _, _, (row,) = execute_pipelined(
@@ -320,7 +318,7 @@ def _decide(
             ],
             commit=commit,
         )
-        return row[:-1], row[-1]
+        return decision.Decided.of(row[:-1], row[-1])
     # SQLite: the transaction has held the database's write lock since its start.
     ((row,),) = execute_pipelined(db.session, [(decision.DECISION, params)])
     outcome = decision.Outcome(row[0])
@@ -342,7 +340,7 @@ def _decide(
         )
     if commit:
         db.session.commit()
-    return row, registration_id
+    return decision.Decided.of(row, registration_id)
 
 
 def _refuse(outcome: decision.Outcome, event: Event, data: SignupData) -> None:
