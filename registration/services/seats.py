@@ -140,13 +140,14 @@ def pool(event: Event, mode: Attendance | str) -> SeatPool:
 # --- waiting-list positions ------------------------------------------------------------------
 
 
-def waitlist_rank() -> ColumnElement[int]:
-    """A waiting registration's 1-based position within its mode (DESIGN.md 2: first come,
-    first served per mode), as a column of a query over one event's registrations whose
-    conditions keep or drop each mode's waiting list whole (event, status, mode); meaningless
-    for other statuses. :func:`waitlist_positions` and the exports use it."""
+def waitlist_rank(pool_key: Any = Registration.attendance) -> ColumnElement[int]:
+    """A waiting registration's 1-based position within its pool (DESIGN.md 2: first come,
+    first served per mode), as a column of a query over registrations whose conditions keep or
+    drop each pool's waiting list whole (event, status, mode); meaningless for other statuses.
+    ``pool_key`` tells the pools apart: the attendance mode for an event's seats (a programme
+    part's pools would pass the part). :func:`waitlist_positions` and the exports use it."""
     return func.row_number().over(
-        partition_by=(Registration.event_id, Registration.status, Registration.attendance),
+        partition_by=(Registration.event_id, Registration.status, pool_key),
         order_by=WAITLIST_ORDER,
     )
 
