@@ -28,9 +28,9 @@ keepalive = 5
 
 #: Recycle workers now and then (a slow leak in a library never grows without bound), but
 #: rarely: a new worker imports the app and starts with cold caches (rendered pages, compiled
-#: statements), which costs about a second of a core. At 2,000 requests that happened every
-#: few seconds during a sign-up rush, and cost the load test's event page half its rate in a
-#: round.
+#: statements). At 2,000 requests a worker was replaced about every 15 seconds during a
+#: sign-up rush of 250 per second, and a load-test round with a replacement (probably) lost
+#: most of its event-page rate.
 max_requests = 10000
 max_requests_jitter = 1000
 
