@@ -45,14 +45,9 @@ def seat_left_sql(capacity: Any, confirmed: Any) -> ColumnElement[bool]:
 
 
 #: The waiting list's order, first come first served: the registration's place in its event's
-#: one waitlist sequence (unique per event, so there are no ties). Python twin:
-#: :func:`waitlist_key`.
+#: one waitlist sequence (unique per event, so there are no ties). Every ordering of a waiting
+#: list and every position (:func:`waitlist_rank`) uses it.
 WAITLIST_ORDER = Registration.waitlist_order
-
-
-def waitlist_key(registration: Registration) -> int:
-    """:data:`WAITLIST_ORDER` in Python, as a sort key."""
-    return registration.waitlist_order or 0
 
 
 def in_mode(mode: Any) -> ColumnElement[bool]:
