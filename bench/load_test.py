@@ -1,13 +1,16 @@
 """Load test: sign-ups and the event page under gunicorn on PostgreSQL, next to bare Flask.
 
 One run creates a temporary PostgreSQL database, migrates it, and starts two gunicorn servers
-with identical settings: the app (production config, a generated SECRET_KEY, no mail worker, so
-emails only become outbox rows) and bench/bare_app.py (the least a sign-up and a page can be on
-the same database). The same in-process client then drives, in each of ``--rounds`` rounds:
+with the settings the deploy guide recommends (deploy/gunicorn.conf.py; ``--workers``,
+``--threads`` and ``--worker-class`` change them for both): the app (production config, a
+generated SECRET_KEY, no mail worker, so emails only become outbox rows) and bench/bare_app.py
+(the least a sign-up and a page can be on the same database). The same in-process client then
+drives, in each of ``--rounds`` rounds, from 100 concurrent clients (each on a keep-alive
+connection, or with ``--new-connections`` a new connection per request):
 
-- 1,000 sign-ups over the JSON API from 100 concurrent keep-alive clients against a new event
-  with 200 on-site seats and a waiting list, and as many POSTs to the bare endpoint (one UPDATE of
-  a capacity counter row and one INSERT, in one transaction);
+- 1,000 sign-ups over the JSON API against a new event with 200 on-site seats and a waiting
+  list, and as many POSTs to the bare endpoint (one UPDATE of a capacity counter row and one
+  INSERT, in one transaction);
 - as many GETs of the rendered event page, and of a bare template of about the same size.
 
 It reports requests per second and p50/p95/p99 latency (median over the rounds), the ratios
@@ -19,7 +22,8 @@ fails, 2 when a target is missed (never in ``--quick`` mode, which only proves t
 The rate limiter is off for the app (``RATELIMIT_ENABLED=false``): every request comes from one
 IP address here, which a per-IP sign-up limit would (rightly) stop after a handful.
 
-    .venv/bin/python bench/load_test.py [--rounds 3] [--workers 2] [--threads 8]
+    .venv/bin/python bench/load_test.py [--rounds 3] [--clients 100] [--new-connections]
+        [--workers N] [--threads N] [--worker-class sync|gthread]
         [--database-url postgresql://postgres@127.0.0.1:5432/postgres] [--only page] [--quick]
 """
 
@@ -31,10 +35,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python bench/load_test.py`
 
 import argparse
+import functools
 import http.client
 import itertools
 import json
 import os
+import runpy
 import secrets
 import socket
 import statistics
@@ -60,6 +66,8 @@ from registration.extensions import db
 from registration.models import OutboxMessage, Registration, RegistrationStatus
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+#: What the deploy guide recommends; both servers run with it unless told otherwise.
+GUNICORN_CONF = PROJECT_ROOT / "deploy" / "gunicorn.conf.py"
 HOST = "127.0.0.1"
 TARGET_RATIO = 0.5
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -143,14 +151,14 @@ def free_port() -> int:
 def gunicorn(
     name: str, app_spec: str, env: dict[str, str], args: argparse.Namespace, workdir: Path
 ) -> Iterator[Server]:
-    """Gunicorn with the benchmark's worker settings; stopped (SIGTERM) on exit."""
+    """Gunicorn with the deploy guide's settings (deploy/gunicorn.conf.py), changed only where
+    ``--workers``/``--threads``/``--worker-class`` say so; stopped (SIGTERM) on exit."""
     server = Server(name, free_port(), workdir / f"{name}-gunicorn.log")
     # Settings from the developer's shell (FLASK_DEBUG, a real mail server) must not leak in.
     base = {k: v for k, v in os.environ.items() if not k.startswith(("FLASK_", "MAIL_"))}
     command = [
-        sys.executable, "-m", "gunicorn", "--workers", str(args.workers),
-        "--threads", str(args.threads), "--worker-class", "gthread",
-        "--bind", f"{HOST}:{server.port}", app_spec,
+        sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF),
+        *gunicorn_overrides(args), "--bind", f"{HOST}:{server.port}", app_spec,
     ]  # fmt: skip
     with server.log_path.open("wb") as log:
         server.proc = subprocess.Popen(
@@ -166,6 +174,28 @@ def gunicorn(
         except subprocess.TimeoutExpired:
             server.proc.kill()
             server.proc.wait()
+
+
+def gunicorn_overrides(args: argparse.Namespace) -> list[str]:
+    """The command-line options that change the deploy configuration (none by default)."""
+    options = []
+    for flag, value in (
+        ("--workers", args.workers), ("--threads", args.threads),
+        ("--worker-class", args.worker_class),
+    ):  # fmt: skip
+        if value is not None:
+            options += [flag, str(value)]
+    return options
+
+
+def deploy_settings(args: argparse.Namespace) -> tuple[str, int, int]:
+    """Worker class, workers and threads the servers run with: deploy/gunicorn.conf.py as it
+    evaluates here (WEB_CONCURRENCY, ... included), with the command line's changes."""
+    conf = runpy.run_path(str(GUNICORN_CONF))
+    worker_class = args.worker_class or conf.get("worker_class", "sync")
+    workers = args.workers or conf.get("workers", 1)
+    threads = args.threads or conf.get("threads", 1)
+    return worker_class, workers, threads
 
 
 def wait_until_up(server: Server, path: str) -> None:
@@ -225,9 +255,17 @@ class Run:
 
 
 def drive(
-    label: str, port: int, requests: list[Request], clients: int, *, keep_json: bool = False
+    label: str,
+    port: int,
+    requests: list[Request],
+    clients: int,
+    *,
+    keep_json: bool = False,
+    new_connections: bool = False,
 ) -> Run:
-    """Send ``requests`` from ``clients`` threads, each on its own keep-alive connection.
+    """Send ``requests`` from ``clients`` threads, each on its own keep-alive connection, or
+    with ``new_connections`` on a new connection per request (as from a proxy that does not
+    keep connections to gunicorn open, and as gunicorn's sync workers answer anyway).
 
     The clock runs from the moment all threads are connected and released together until the
     last answer is read; each latency is from sending a request to having read its answer.
@@ -257,6 +295,8 @@ def drive(
                 )  # fmt: skip
                 with conn.getresponse() as response:
                     status, raw = response.status, response.read()
+                if new_connections:
+                    conn.close()  # http.client connects again on the next request
             except (OSError, http.client.HTTPException) as exc:
                 conn.close()  # a fresh connection for the next request; this one counts as failed
                 conn = http.client.HTTPConnection(HOST, port, timeout=REQUEST_TIMEOUT)
@@ -433,8 +473,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seats", type=int, default=200, help="on-site seats of the event")
     parser.add_argument("--pages", type=int, default=1000, help="page views per round")
     parser.add_argument("--clients", type=int, default=100, help="concurrent client threads")
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
-    parser.add_argument("--threads", type=int, default=8, help="gunicorn threads per worker")
+    parser.add_argument(
+        "--new-connections", action="store_true",
+        help="a new TCP connection per request (default: one keep-alive connection per client)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--workers", type=int, help="gunicorn worker processes (default: deploy/gunicorn.conf.py)"
+    )
+    parser.add_argument(
+        "--threads", type=int, help="gunicorn threads per worker (default: deploy/gunicorn.conf.py)"
+    )
+    parser.add_argument(
+        "--worker-class", help="gunicorn worker class (default: deploy/gunicorn.conf.py)"
+    )
     parser.add_argument("--rounds", type=int, default=3, help="measurements per kind (median)")
     parser.add_argument(
         "--only", choices=("signups", "page"),
@@ -454,11 +505,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    worker_class, workers, threads = deploy_settings(args)
+    changed = " (changed by the command line)" if gunicorn_overrides(args) else ""
+    connections = "a new connection per request" if args.new_connections else "keep-alive"
     print(
         f"{args.signups} sign-ups ({args.seats} seats) and {args.pages} page views per round from "
-        f"{args.clients} clients, {args.rounds} round(s); gunicorn {args.workers} worker(s) x "
-        f"{args.threads} thread(s) for both servers; {os.cpu_count()} CPU(s)"
+        f"{args.clients} clients ({connections}), {args.rounds} round(s); both servers run "
+        f"deploy/gunicorn.conf.py{changed}: {workers} {worker_class} worker(s) x {threads} "
+        f"thread(s); {os.cpu_count()} CPU(s)"
     )
+    send = functools.partial(drive, new_connections=args.new_connections)
     problems: list[str] = []
     with ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="load-test-")))
@@ -501,10 +557,10 @@ def main(argv: list[str] | None = None) -> int:
             warm_signups = 0
         else:
             warm_signups = warm
-            drive("warm-up", app.port, signup_requests("warmup", warm, "warm"), args.clients)
-            drive("warm-up", bare.port, bare_signup_requests(warm, "warm"), args.clients)
-        drive("warm-up", app.port, [Request("GET", "/events/page")] * warm, args.clients)
-        drive("warm-up", bare.port, [Request("GET", "/page")] * warm, args.clients)
+            send("warm-up", app.port, signup_requests("warmup", warm, "warm"), args.clients)
+            send("warm-up", bare.port, bare_signup_requests(warm, "warm"), args.clients)
+        send("warm-up", app.port, [Request("GET", "/events/page")] * warm, args.clients)
+        send("warm-up", bare.port, [Request("GET", "/page")] * warm, args.clients)
         with local.app_context():  # the warm-up event must not leave work for the next rounds
             assert db.session.scalar(
                 select(func.count()).where(Registration.event_id == warmup_id)
@@ -517,7 +573,7 @@ def main(argv: list[str] | None = None) -> int:
             reset_bare(bare_engine, args.seats)
 
             def app_signups(slug: str = slug, event_id: int = event_id, r: int = r) -> None:
-                run = drive(
+                run = send(
                     "app sign-ups", app.port, signup_requests(slug, args.signups, f"r{r}"),
                     args.clients, keep_json=True,
                 )  # fmt: skip
@@ -528,7 +584,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
 
             def bare_signups(r: int = r) -> None:
-                run = drive(
+                run = send(
                     "bare sign-ups", bare.port, bare_signup_requests(args.signups, f"r{r}"),
                     args.clients,
                 )  # fmt: skip
@@ -538,7 +594,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
 
             def app_pages(r: int = r) -> None:
-                run = drive(
+                run = send(
                     "event page", app.port, [Request("GET", "/events/page")] * args.pages,
                     args.clients,
                 )  # fmt: skip
@@ -546,7 +602,7 @@ def main(argv: list[str] | None = None) -> int:
                 problems.extend(f"round {r}: {p}" for p in check_pages(run, args.pages))
 
             def bare_pages(r: int = r) -> None:
-                run = drive(
+                run = send(
                     "bare page", bare.port, [Request("GET", "/page")] * args.pages, args.clients
                 )
                 runs["bare_page"].append(run)

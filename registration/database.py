@@ -1,14 +1,27 @@
-"""Database plumbing: a UTC datetime column type, SQLite settings, pipelined statements."""
+"""Database plumbing: a UTC datetime column type, SQLite settings, pipelined statements, the
+lock timeout."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from flask import Flask
+from flask import Flask, current_app, jsonify, render_template, request
 from psycopg import Pipeline, RawCursor
-from sqlalchemy import Connection, DateTime, Engine, Select, event
+from sqlalchemy import (
+    Connection,
+    DateTime,
+    Engine,
+    Select,
+    String,
+    bindparam,
+    event,
+    func,
+    select,
+    true,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
@@ -16,6 +29,7 @@ from sqlalchemy.sql.compiler import Compiled
 from sqlalchemy.types import TypeDecorator
 
 from .extensions import db, migrate
+from .services.errors import Busy
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -72,8 +86,10 @@ def _configure_sqlite(engine: Engine) -> None:
 
 
 def init_app(app: Flask) -> None:
-    """Register the database, migrations and the SQLite settings with ``app``."""
+    """Register the database, migrations, the SQLite settings and the answer to :class:`Busy`
+    with ``app``."""
     db.init_app(app)
+    app.register_error_handler(Busy, _answer_busy)
     migrate.init_app(app, db, directory=str(app.config["MIGRATIONS_DIR"]), render_as_batch=True)
     with app.app_context():
         engine = db.engine
@@ -195,3 +211,51 @@ class _Compiled:
         """The values of the placeholders in order: ``given``, and the statement's literals."""
         values = {**self.literals, **given}
         return [values[name] for name in self.names]
+
+
+# --- Lock timeout ---------------------------------------------------------------------------
+
+#: Seconds a transaction waits for an event's lock before giving up (PostgreSQL), unless the
+#: app's config sets ``SIGNUP_LOCK_TIMEOUT``. Like pretix's quota locks: a transaction stuck
+#: while holding the lock turns the requests behind it into a clear "busy, try again" instead
+#: of a pile of waiting requests that takes every worker with it.
+DEFAULT_LOCK_TIMEOUT = 3.0
+
+#: SQLSTATE lock_not_available: a lock wait ended by ``lock_timeout`` (or ``NOWAIT``).
+_LOCK_NOT_AVAILABLE = "55P03"
+
+#: ``SET LOCAL lock_timeout`` as a SELECT (``set_config(..., is_local => true)``), so that it
+#: can go to the server in the same pipeline as the lock. Parameter: ``lock_timeout`` (ms, text).
+SET_LOCK_TIMEOUT = select(
+    func.set_config("lock_timeout", bindparam("lock_timeout", type_=String), true())
+)
+
+
+def lock_timeout() -> float:
+    """The configured lock timeout in seconds (``SIGNUP_LOCK_TIMEOUT``; 0 waits for ever)."""
+    return float(current_app.config.get("SIGNUP_LOCK_TIMEOUT", DEFAULT_LOCK_TIMEOUT))
+
+
+def lock_timeout_params() -> dict[str, str]:
+    """The parameters of :data:`SET_LOCK_TIMEOUT` for the configured timeout."""
+    return {"lock_timeout": str(math.ceil(lock_timeout() * 1000))}
+
+
+def is_lock_timeout(exc: BaseException) -> bool:
+    """Whether ``exc`` (a DBAPIError) says a lock was not granted within the lock timeout."""
+    return getattr(getattr(exc, "orig", None), "sqlstate", None) == _LOCK_NOT_AVAILABLE
+
+
+def busy() -> Busy:
+    """The error for a lock not granted in time, with a sensible ``Retry-After``."""
+    return Busy(retry_after=max(1, math.ceil(lock_timeout())))
+
+
+def _answer_busy(exc: Busy) -> Any:
+    """The answer of any request that ran into a lock timeout and did not handle it itself:
+    503 with ``Retry-After``, JSON under /api/, else the error page (which asks to try again)."""
+    db.session.rollback()
+    headers = {"Retry-After": str(exc.retry_after)}
+    if request.path.startswith("/api/"):
+        return jsonify({"error": exc.code, "message": str(exc)}), 503, headers
+    return render_template("errors/error.html", code=503, error=exc), 503, headers

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from flask import has_request_context, request
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from werkzeug.datastructures import CombinedMultiDict
+from werkzeug.datastructures import CombinedMultiDict, MultiDict
 from wtforms import (
     BooleanField,
     Field,
@@ -20,7 +19,6 @@ from wtforms import (
     TextAreaField,
 )
 from wtforms.fields import SelectChoice
-from wtforms.fields.core import UnboundField
 from wtforms.validators import (
     AnyOf,
     DataRequired,
@@ -33,6 +31,7 @@ from wtforms.validators import (
 )
 from wtforms.widgets import CheckboxInput, ListWidget
 
+from . import textrules
 from .formatting import mode_name, seat_text
 from .models import Attendance, Event, Question, QuestionKind
 from .services import answers
@@ -43,13 +42,23 @@ def strip(value: Any) -> Any:
     return value.strip() if isinstance(value, str) else value
 
 
+def normalise_newlines(value: Any) -> Any:
+    """A filter for multi-line fields: a browser's textarea sends CRLF; we store "\\n"."""
+    return textrules.normalise_newlines(value) if isinstance(value, str) else value
+
+
 def no_control_characters(_form: Form, field: Field) -> None:
-    """Refuse NUL and other control characters (PostgreSQL cannot even store NUL), and lone
-    surrogates from JSON escapes (no database can store those)."""
-    if isinstance(field.data, str) and (
-        any(ord(c) < 32 or ord(c) == 127 for c in field.data)
-        or answers.has_lone_surrogates(field.data)
-    ):
+    """One-line fields: refuse every control character, line breaks included (the values end
+    up in mail headers, file names and table cells; PostgreSQL cannot even store NUL), and lone
+    surrogates from JSON escapes (no database can store those). textrules.py has the rule."""
+    if isinstance(field.data, str) and not textrules.is_clean_line(field.data):
+        raise ValidationError(_l("Please remove the control characters from this field."))
+
+
+def clean_text(_form: Form, field: Field) -> None:
+    """Multi-line text (after :func:`normalise_newlines`): line breaks and tabs, but no other
+    control characters (textrules.py)."""
+    if isinstance(field.data, str) and not textrules.is_clean_text(field.data):
         raise ValidationError(_l("Please remove the control characters from this field."))
 
 
@@ -95,71 +104,9 @@ class ParticipantFields:
     )
 
 
-class _CheckedValue:
-    """What a WTForms validator reads and writes on a field, for :func:`check`."""
-
-    def __init__(self, name: str, data: Any, raw_data: list[str]) -> None:
-        self.name = self.short_name = name
-        self.data = data
-        self.raw_data = raw_data
-        self.errors: list[Any] = []
-
-    def gettext(self, string: str) -> str:
-        return string  # a plain Form's translations (our messages are lazy_gettext already)
-
-    def ngettext(self, singular: str, plural: str, n: int) -> str:
-        return singular if n == 1 else plural
-
-
-@functools.cache
-def _string_fields(form_class: type[Form]) -> list[tuple[str, UnboundField]]:
-    fields = [
-        (name, getattr(form_class, name))
-        for name in dir(form_class)
-        if not name.startswith("_") and isinstance(getattr(form_class, name), UnboundField)
-    ]
-    for name, unbound in fields:
-        if unbound.field_class is not StringField or hasattr(form_class, f"validate_{name}"):
-            raise TypeError(f"check() handles plain StringFields only, not {name}")
-    return fields
-
-
-def check(
-    form_class: type[Form], values: Mapping[str, str]
-) -> tuple[dict[str, Any], dict[str, list[Any]]]:
-    """Run the filters and validators of ``form_class``'s fields on ``values`` (name and
-    submitted string; a missing name was not submitted) as ``form_class(formdata).validate()``
-    would, without building the form; returns the fields' data and the errors by field. The
-    JSON API checks every sign-up this way: building the form cost more than its rules.
-
-    For forms of plain ``StringField``s without ``validate_<name>`` methods (checked).
-    """
-    data: dict[str, Any] = {}
-    errors: dict[str, list[Any]] = {}
-    for name, unbound in _string_fields(form_class):
-        raw = [values[name]] if name in values else []
-        value = raw[0] if raw else unbound.kwargs.get("default")
-        for filter_ in unbound.kwargs.get("filters", ()):
-            value = filter_(value)
-        field = _CheckedValue(name, value, raw)
-        for validator in unbound.kwargs.get("validators", ()):  # Field._run_validation_chain
-            try:
-                validator(None, field)
-            except StopValidation as exc:
-                if exc.args and exc.args[0]:
-                    field.errors.append(exc.args[0])
-                break
-            except ValidationError as exc:
-                field.errors.append(exc.args[0])
-        data[name] = field.data
-        if field.errors:
-            errors[name] = field.errors
-    return data, errors
-
-
 class ApiSignupForm(ParticipantFields, Form):
-    """The JSON API's sign-up fields (the API checks types first, then runs these rules with
-    :func:`check`)."""
+    """The JSON API's sign-up fields: the API checks the JSON types, then validates the strings
+    with this form (:func:`validate_api_signup`), the same rules as the sign-up page's."""
 
     attendance = StringField(
         validators=[
@@ -204,7 +151,7 @@ def question_field(question: Question) -> Field:
         "validators": [answer_validator(question)],
     }
     if question.kind == QuestionKind.TEXT:
-        return TextAreaField(label, filters=[strip], **common)
+        return TextAreaField(label, filters=[strip, normalise_newlines], **common)
     if question.kind == QuestionKind.SINGLE_CHOICE:
         return RadioField(
             label, choices=[SelectChoice(o) for o in question.options], validate_choice=False,
@@ -312,3 +259,11 @@ class AttendanceForm(FlaskForm):
     accept_waitlist = BooleanField(
         _l("Yes, put me on the waiting list for this kind of attendance.")
     )
+
+
+def validate_api_signup(values: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    """Validate the API's sign-up strings (field name and value; a missing name was not sent)
+    with :class:`ApiSignupForm`; returns the fields' data and the errors by field."""
+    form = ApiSignupForm(MultiDict(values))
+    form.validate()
+    return form.data, {name: [str(m) for m in messages] for name, messages in form.errors.items()}

@@ -14,6 +14,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Column,
+    ColumnElement,
     Enum,
     ForeignKey,
     Index,
@@ -23,9 +24,18 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    and_,
+    case,
+    func,
+    literal,
+    not_,
+    or_,
     text,
 )
+from sqlalchemy.ext.hybrid import hybrid_method, hybrid_property
 from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.sql.elements import ClauseElement
+from sqlalchemy.types import TypeEngine
 
 from .database import UTCDateTime
 from .extensions import db
@@ -96,6 +106,15 @@ def modes_for_format(fmt: EventFormat) -> tuple[Attendance, ...]:
     if fmt == EventFormat.ONLINE:
         return (Attendance.ONLINE,)
     return (Attendance.ON_SITE, Attendance.ONLINE)
+
+
+def _sql_value(value: Any, type_: TypeEngine[Any] | None = None) -> Any:
+    """``value`` for a hybrid's SQL form: expressions (columns, bound parameters) as they are,
+    plain Python values as literals (a comparison of two Python values would be decided by
+    Python, not by the query)."""
+    if isinstance(value, ClauseElement):
+        return value
+    return literal(value.value if isinstance(value, enum.Enum) else value, type_ or String())
 
 
 #: Statuses that hold a place (a seat or a place on the waiting list).
@@ -225,25 +244,94 @@ class Event(db.Model):
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
 
+    # --- The seats policy's rules about the event (services/seats.py uses them) -------------
+    # Each rule is written once, as a hybrid: on an object it is Python, on the class it is the
+    # SQL expression that services/decision.py composes into the sign-up's statement. The grid
+    # test in tests/test_decision.py checks that both forms agree.
+
     @property
     def modes(self) -> tuple[Attendance, ...]:
         """The attendance modes this event offers."""
         return modes_for_format(self.format)
 
+    @hybrid_method
+    def offers(self, mode: Attendance | str, chosen: bool = True) -> bool:
+        """Whether a sign-up for ``mode`` fits the event: a single-mode event's format has the
+        mode's name; a hybrid event offers both, but the participant has to choose (``chosen``).
+        """
+        if self.format == EventFormat.HYBRID:
+            return bool(chosen) and mode in (Attendance.ON_SITE, Attendance.ONLINE)
+        return mode == self.format
+
+    @offers.inplace.expression
+    @classmethod
+    def _offers_expression(cls, mode: Any, chosen: Any = True) -> ColumnElement[bool]:
+        return or_(
+            cls.format == _sql_value(mode),
+            and_(cls.format == EventFormat.HYBRID, _sql_value(chosen, Boolean())),
+        )
+
+    @hybrid_method
     def capacity_for(self, mode: Attendance | str) -> int | None:
+        """Seats for ``mode``; ``None`` means unlimited."""
         return self.capacity_on_site if mode == Attendance.ON_SITE else self.capacity_online
 
-    @property
+    @capacity_for.inplace.expression
+    @classmethod
+    def _capacity_for_expression(cls, mode: Any) -> ColumnElement[int | None]:
+        return case(
+            (_sql_value(mode) == Attendance.ON_SITE.value, cls.capacity_on_site),
+            else_=cls.capacity_online,
+        )
+
+    @hybrid_property
     def closes_at(self) -> datetime:
+        """The end of the sign-up window: its own, else the event's start."""
         return self.registration_closes_at or self.starts_at
 
+    @closes_at.inplace.expression
+    @classmethod
+    def _closes_at_expression(cls) -> ColumnElement[datetime]:
+        return func.coalesce(cls.registration_closes_at, cls.starts_at)
+
+    @hybrid_method
     def is_open_at(self, moment: datetime) -> bool:
-        """Whether sign-ups are accepted at ``moment``."""
+        """Whether the public's sign-ups are accepted at ``moment``: published, and within the
+        sign-up window."""
         if self.status != EventStatus.PUBLISHED:
             return False
         if self.registration_opens_at is not None and moment < self.registration_opens_at:
             return False
         return moment < self.closes_at
+
+    @is_open_at.inplace.expression
+    @classmethod
+    def _is_open_at_expression(cls, moment: Any) -> ColumnElement[bool]:
+        moment = _sql_value(moment, UTCDateTime())
+        return and_(
+            cls.status == EventStatus.PUBLISHED,
+            or_(cls.registration_opens_at.is_(None), cls.registration_opens_at <= moment),
+            cls.closes_at > moment,
+        )
+
+    @hybrid_method
+    def accepts_signups_at(self, moment: datetime, by_organiser: bool = False) -> bool:
+        """Whether a sign-up is accepted at ``moment``: the public's within the window
+        (:meth:`is_open_at`); an organiser's (a phone sign-up) at any time, unless cancelled."""
+        if by_organiser:
+            return self.status != EventStatus.CANCELLED
+        return self.is_open_at(moment)
+
+    @accepts_signups_at.inplace.expression
+    @classmethod
+    def _accepts_signups_at_expression(
+        cls, moment: Any, by_organiser: Any = False
+    ) -> ColumnElement[bool]:
+        by_organiser = _sql_value(by_organiser, Boolean())
+        return or_(
+            and_(by_organiser, cls.status != EventStatus.CANCELLED),
+            and_(not_(by_organiser), cls.is_open_at(moment)),
+        )
 
     @property
     def is_open(self) -> bool:
@@ -336,9 +424,18 @@ class Registration(db.Model):
     def full_name(self) -> str:
         return f"{self.first_name} {self.last_name}".strip()
 
-    @property
+    @hybrid_property
     def is_active(self) -> bool:
+        """Whether the registration holds a place (a seat or one on the waiting list)."""
         return self.status in ACTIVE_STATUSES
+
+    @is_active.inplace.expression
+    @classmethod
+    def _is_active_expression(cls) -> ColumnElement[bool]:
+        # "Not cancelled", the condition of the partial unique index on (event_id, email_key),
+        # so that the index answers the duplicate check (tests/test_decision.py keeps the two
+        # forms equal).
+        return cls.status != RegistrationStatus.CANCELLED
 
 
 class Question(db.Model):

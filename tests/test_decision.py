@@ -26,7 +26,7 @@ from registration.models import (
     Registration,
     RegistrationStatus,
 )
-from registration.services import decision, signup
+from registration.services import decision, seats, signup
 from registration.services.errors import (
     DuplicateRegistration,
     EventFull,
@@ -50,15 +50,39 @@ POSTGRESQL_ONLY = pytest.mark.parametrize(
 def expected_outcome(
     event: Event, *, now, mode, chosen, by_organiser, over_capacity, confirmed, duplicate
 ) -> str:
-    """The sign-up rule in Python, from the model's own rules (Event.is_open_at, modes)."""
-    is_open = event.status != EventStatus.CANCELLED if by_organiser else event.is_open_at(now)
+    """The sign-up rule in Python, from the seats policy's Python twins (the hybrids on Event
+    evaluated on the object, seats.seat_left): the decision composes their SQL forms, so the grid
+    test below is the differential test between each expression and its twin."""
+    if not event.accepts_signups_at(now, by_organiser):
+        return "closed"
+    if not event.offers(mode, chosen):
+        return "attendance"
+    if duplicate:
+        return "duplicate"
+    if over_capacity or seats.seat_left(event.capacity_for(mode), confirmed):
+        return "confirmed"
+    return "waitlisted" if event.waitlist_enabled else "full"
+
+
+def spelled_out_outcome(
+    event: Event, *, now, mode, chosen, by_organiser, over_capacity, confirmed, duplicate
+) -> str:
+    """The same rule spelled out from the columns, so that the twins are checked as well."""
+    if by_organiser:
+        is_open = event.status != EventStatus.CANCELLED
+    else:
+        is_open = (
+            event.status == EventStatus.PUBLISHED
+            and (event.registration_opens_at is None or event.registration_opens_at <= now)
+            and now < (event.registration_closes_at or event.starts_at)
+        )
     if not is_open:
         return "closed"
     if mode not in event.modes or (len(event.modes) > 1 and not chosen):
         return "attendance"
     if duplicate:
         return "duplicate"
-    capacity = event.capacity_for(mode)
+    capacity = event.capacity_on_site if mode == Attendance.ON_SITE else event.capacity_online
     if over_capacity or capacity is None or confirmed < capacity:
         return "confirmed"
     return "waitlisted" if event.waitlist_enabled else "full"
@@ -115,10 +139,11 @@ def test_the_decision_follows_the_rules_of_the_model(
     }  # fmt: skip
     ((row,),) = execute_pipelined(db.session, [(decision.DECISION, params)])
     db.session.rollback()
-    assert row[0] == expected_outcome(
-        event, now=now, mode=mode, chosen=chosen, by_organiser=by_organiser,
-        over_capacity=over_capacity, confirmed=2, duplicate=duplicate,
-    )  # fmt: skip
+    case = {
+        "now": now, "mode": mode, "chosen": chosen, "by_organiser": by_organiser,
+        "over_capacity": over_capacity, "confirmed": 2, "duplicate": duplicate,
+    }  # fmt: skip
+    assert row[0] == expected_outcome(event, **case) == spelled_out_outcome(event, **case)
     assert row[1:4] == (2, 0, 0)  # confirmed and waiting in the mode, highest waitlist order
 
 

@@ -33,21 +33,15 @@ from wtforms.validators import (
     ValidationError,
 )
 
-from .. import textrules
-from ..forms import ParticipantFields, no_control_characters, strip
+from ..forms import (
+    ParticipantFields,
+    clean_text,
+    no_control_characters,
+    normalise_newlines,
+    strip,
+)
 from ..models import Event, QuestionKind
 from ..services.events import SLUG_RE
-
-
-def normalise_newlines(value: Any) -> Any:
-    """A textarea's CRLF (and lone CR) as LF, stripped."""
-    return textrules.normalise_newlines(value).strip() if isinstance(value, str) else value
-
-
-def clean_text(_form: FlaskForm, field: Field) -> None:
-    """Multi-line text: line breaks and tabs, but no other control characters."""
-    if isinstance(field.data, str) and not textrules.is_clean_text(field.data):
-        raise ValidationError(_l("Please remove the control characters from this field."))
 
 
 class LoginForm(FlaskForm):
@@ -335,7 +329,7 @@ class MessageForm(FlaskForm):
     )
     body = TextAreaField(
         _l("Text"),
-        filters=[normalise_newlines],
+        filters=[normalise_newlines, strip],
         validators=[DataRequired(_l("Please enter a text.")), Length(max=20_000), clean_text],
         description=_l(
             "Markdown: **bold**, lists with -, links [text](https://...). Greeting, event "

@@ -15,7 +15,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import joinedload, selectinload
 
 from ..extensions import db
-from ..forms import ApiSignupForm, check
+from ..forms import validate_api_signup
 from ..models import (
     Answer,
     ApiToken,
@@ -26,8 +26,8 @@ from ..models import (
     Registration,
     RegistrationStatus,
 )
-from ..services import api_tokens, audit, events, signup
-from ..services.errors import InvalidInput, ServiceError
+from ..services import api_tokens, audit, events, seats, signup
+from ..services.errors import Busy, InvalidInput, ServiceError
 from ..services.events import EventDataError, question_record
 from ..services.seats import SeatStatus, seat_status
 from ..timeutil import utcnow
@@ -136,7 +136,8 @@ def get_event(slug: str) -> Any:
 
 
 def _parse_signup(body: Any) -> signup.SignupData:
-    """Type-check the JSON body, then validate it with the form's rules; raise InvalidInput."""
+    """Type-check the JSON body, then validate it with the sign-up form's rules (ApiSignupForm);
+    raise InvalidInput naming the fields."""
     if not isinstance(body, dict):
         raise InvalidInput({"body": [_l("The request body must be a JSON object.")]})
     errors: dict[str, list[str]] = {}
@@ -150,9 +151,8 @@ def _parse_signup(body: Any) -> signup.SignupData:
     consent = body.get("privacy_consent")
     if consent is not True:
         errors["privacy_consent"] = [_l("Please agree to the privacy notice (true).")]
-    fields, field_errors = check(
-        ApiSignupForm,
-        {name: body[name] for name in _TEXT_FIELDS if isinstance(body.get(name), str)},
+    fields, field_errors = validate_api_signup(
+        {name: body[name] for name in _TEXT_FIELDS if isinstance(body.get(name), str)}
     )
     for name, messages in field_errors.items():
         errors.setdefault(name, messages)
@@ -182,6 +182,10 @@ def create_registration(slug: str) -> Any:
     except InvalidInput as exc:
         db.session.rollback()
         return _validation_error(exc.errors)
+    except Busy as exc:  # the event's lock was not granted in time: nothing written
+        db.session.rollback()
+        response, status = _error(503, exc.code, str(exc))
+        return response, status, {"Retry-After": str(exc.retry_after)}
     except ServiceError as exc:
         db.session.rollback()
         return _error(409, exc.code, str(exc))
@@ -334,20 +338,7 @@ def _page_args() -> tuple[int, int, str | None, str | None]:
 
 def _waitlist_positions(event: Event) -> dict[int, int]:
     """Position on the waiting list (per mode, 1-based) of everyone waiting, in one query."""
-    rows = db.session.execute(
-        select(Registration.id, Registration.attendance)
-        .where(
-            Registration.event_id == event.id,
-            Registration.status == RegistrationStatus.WAITLISTED,
-        )
-        .order_by(Registration.waitlist_order)
-    )
-    positions: dict[int, int] = {}
-    seen: dict[str, int] = {}
-    for registration_id, mode in rows:
-        seen[mode] = seen.get(mode, 0) + 1
-        positions[registration_id] = seen[mode]
-    return positions
+    return seats.waitlist_positions(event.id)
 
 
 @bp.get("/events/<slug>/registrations")

@@ -27,7 +27,7 @@ from ..extensions import csrf, db
 from ..forms import AttendanceForm, CancelForm, signup_form_class
 from ..models import Event, EventFile, EventStatus, Registration
 from ..services import files, signup
-from ..services.errors import InvalidInput, ModeFull, RegistrationClosed, ServiceError
+from ..services.errors import Busy, InvalidInput, ModeFull, RegistrationClosed, ServiceError
 from ..services.seats import seat_status
 from ..timeutil import utcnow
 from . import pagecache
@@ -94,6 +94,8 @@ def _signup(event: Event, *, embed: bool) -> Any:
     # Both forms carry a signed form token instead of the session's CSRF token (see
     # `_form_token`), so showing the page touches no session and the page can be cached.
     form = signup_form_class(event, seats)(meta={"csrf": False})
+    status = 422 if request.method == "POST" else 200
+    headers: dict[str, str] = {}
     if request.method != "POST":
         pass
     elif _form_token_checked(embed=embed) and not _form_token_valid(event):
@@ -122,6 +124,11 @@ def _signup(event: Event, *, embed: bool) -> Any:
                     target.errors = [*target.errors, *messages]
                 else:
                     form.form_errors.extend(messages)
+        except Busy as exc:  # nothing written: the form keeps its values for another try
+            db.session.rollback()
+            form.form_errors.append(str(exc))
+            headers["Retry-After"] = str(exc.retry_after)
+            status = 503
         except ServiceError as exc:
             db.session.rollback()
             form.form_errors.append(str(exc))
@@ -130,14 +137,17 @@ def _signup(event: Event, *, embed: bool) -> Any:
             ticket = _thanks_serializer().dumps(result.manage_token)
             endpoint = "public.embed_thanks" if embed else "public.thanks"
             return redirect(url_for(endpoint, slug=event.slug, ticket=ticket))
-    status = 422 if request.method == "POST" else 200
-    return render_template(
-        "public/embed.html" if embed else "public/event.html",
-        event=event,
-        seats=seats,
-        form=form,
-        form_token=_form_token(event),
-    ), status
+    return (
+        render_template(
+            "public/embed.html" if embed else "public/event.html",
+            event=event,
+            seats=seats,
+            form=form,
+            form_token=_form_token(event),
+        ),
+        status,
+        headers,
+    )
 
 
 @bp.route("/events/<slug>", methods=["GET", "POST"])
@@ -289,7 +299,12 @@ def cancel(token: str) -> Any:
     registration = _registration_or_404(token)
     form = CancelForm()
     if form.validate_on_submit():
-        signup.cancel(registration)
+        try:
+            signup.cancel(registration)
+        except Busy as exc:  # nothing changed; the page asks to try again
+            db.session.rollback()
+            flash(str(exc), "error")
+            return redirect(url_for("public.cancel", token=token))
         db.session.commit()
         flash(_("Your registration has been cancelled."), "success")
         return redirect(url_for("public.manage", token=token))

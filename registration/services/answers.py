@@ -9,7 +9,7 @@ from flask_babel import lazy_gettext as _l
 
 from ..extensions import db
 from ..models import Answer, Question, QuestionKind
-from ..textrules import has_lone_surrogates
+from ..textrules import is_clean_text, normalise_newlines
 from .errors import InvalidInput
 
 MAX_TEXT = 2000
@@ -47,14 +47,11 @@ def check_answer(question: Question, value: Any) -> Any:
     if question.kind == QuestionKind.TEXT:
         if not isinstance(value, str):
             raise AnswerError(_l("Please enter text."))
-        value = value.strip()
+        # Line breaks stored as "\n" whether they came as CRLF (a form) or not (the API).
+        value = normalise_newlines(value.strip())
         if len(value) > MAX_TEXT:
             raise AnswerError(_l("Please use at most %(max)d characters.", max=MAX_TEXT))
-        if (
-            any(ord(c) < 32 and c not in "\n\r\t" for c in value)
-            or "\x7f" in value
-            or has_lone_surrogates(value)
-        ):
+        if not is_clean_text(value):
             raise AnswerError(_l("Please remove the control characters from this field."))
         return value
     if question.kind == QuestionKind.SINGLE_CHOICE:

@@ -4,7 +4,9 @@ Whether a sign-up gets a seat, a place on the waiting list or a refusal depends 
 committed when its event's lock is granted, so the decision is a query (:data:`DECISION`) run
 right after the lock, on both databases: it reads the event row and counts the registrations
 with a snapshot taken after the lock, and returns the outcome with the values it was based on.
-The rule is written once, here, in SQL.
+The rules are the seats policy's (the hybrids on Event and services/seats.py), composed
+here into one query; the order of the checks (closed, attendance, duplicate, seat, waiting list)
+is this module's.
 
 On PostgreSQL :data:`DECIDE_AND_INSERT` goes further: the same decision, the registration's
 INSERT and its first email in one statement, which signup.register() sends together with the
@@ -16,14 +18,14 @@ sign-up for the event queues for that lock (see bench/load_test.py).
 from __future__ import annotations
 
 import enum
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     Boolean,
     ScalarSelect,
     Select,
     String,
-    and_,
     bindparam,
     case,
     exists,
@@ -37,14 +39,11 @@ from sqlalchemy import (
 
 from ..database import UTCDateTime
 from ..models import (
-    Attendance,
     Event,
-    EventFormat,
-    EventStatus,
     Registration,
     RegistrationStatus,
 )
-from . import outbox
+from . import outbox, seats
 
 
 class Outcome(enum.StrEnum):
@@ -63,6 +62,24 @@ class Outcome(enum.StrEnum):
 
 
 ACCEPTED = (Outcome.CONFIRMED, Outcome.WAITLISTED)
+
+
+class Decided(NamedTuple):
+    """What a sign-up's decision (and, when accepted, its INSERT) gave."""
+
+    outcome: Outcome
+    #: Waiting in the chosen mode before this sign-up (its position is one more).
+    waiting: int
+    #: The values of :data:`EVENT_COLUMNS` as decided on.
+    event_values: tuple[Any, ...]
+    #: The new registration, ``None`` when refused (nothing written).
+    registration_id: int | None
+
+    @classmethod
+    def of(cls, row: Sequence[Any], registration_id: int | None) -> Decided:
+        """From a row of :data:`DECISION` (outcome, confirmed, waiting, last order, event)."""
+        return cls(Outcome(row[0]), row[2], tuple(row[4:]), registration_id)
+
 
 _EVENTS = Event.__table__
 _REGISTRATIONS = Registration.__table__
@@ -96,7 +113,7 @@ def _in_mode(status: RegistrationStatus) -> ScalarSelect[int]:
     # Matches the index on (event_id, status, attendance).
     return (
         select(func.count())
-        .where(_OF_EVENT, _REGISTRATIONS.c.status == status, _REGISTRATIONS.c.attendance == _MODE)
+        .where(_OF_EVENT, _REGISTRATIONS.c.status == status, seats.in_mode(_MODE))
         .scalar_subquery()
     )
 
@@ -106,47 +123,24 @@ def _in_mode(status: RegistrationStatus) -> ScalarSelect[int]:
 _COUNTS = select(
     _in_mode(RegistrationStatus.CONFIRMED).label("confirmed"),
     _in_mode(RegistrationStatus.WAITLISTED).label("waiting"),
-    # The unique index on (event_id, waitlist_order) answers with its last entry.
-    select(func.coalesce(func.max(_REGISTRATIONS.c.waitlist_order), 0))
-    .where(_OF_EVENT)
-    .scalar_subquery()
-    .label("last_order"),
-    # Active means not cancelled (ACTIVE_STATUSES): the condition of the partial unique index
-    # on (event_id, email_key), which answers this.
+    seats.last_waitlist_order(_EVENT_ID).scalar_subquery().label("last_order"),
+    # Registration.is_active is the condition of the partial unique index on
+    # (event_id, email_key), which answers this.
     exists()
-    .where(
-        _OF_EVENT,
-        _REGISTRATIONS.c.email_key == _EMAIL_KEY,
-        _REGISTRATIONS.c.status != RegistrationStatus.CANCELLED,
-    )
+    .where(_OF_EVENT, _REGISTRATIONS.c.email_key == _EMAIL_KEY, Registration.is_active)
     .label("duplicate"),
 ).subquery("counts")
 
-# Event.is_open_at(), and for organisers only "not cancelled".
-_OPEN_TO_PUBLIC = and_(
-    _EVENTS.c.status == EventStatus.PUBLISHED,
-    or_(_EVENTS.c.registration_opens_at.is_(None), _EVENTS.c.registration_opens_at <= _NOW),
-    func.coalesce(_EVENTS.c.registration_closes_at, _EVENTS.c.starts_at) > _NOW,
-)
-_OPEN = or_(
-    and_(_BY_ORGANISER, _EVENTS.c.status != EventStatus.CANCELLED),
-    and_(not_(_BY_ORGANISER), _OPEN_TO_PUBLIC),
-)
-# models.modes_for_format(): a single-mode event's format has the mode's name; a hybrid event
-# offers both, but the participant has to choose.
-_OFFERED = or_(
-    _EVENTS.c.format == _MODE, and_(_EVENTS.c.format == EventFormat.HYBRID, _MODE_CHOSEN)
-)
-_CAPACITY = case(
-    (Attendance.ON_SITE.value == _MODE, _EVENTS.c.capacity_on_site),
-    else_=_EVENTS.c.capacity_online,
-)
+# The seats policy's rules (the hybrids on Event, services/seats.py), as SQL.
+_OPEN = Event.accepts_signups_at(_NOW, _BY_ORGANISER)
+_OFFERED = Event.offers(_MODE, _MODE_CHOSEN)
+_CAPACITY = Event.capacity_for(_MODE)
 _OUTCOME = case(
     (not_(_OPEN), Outcome.CLOSED.value),
     (not_(_OFFERED), Outcome.ATTENDANCE.value),
     (_COUNTS.c.duplicate, Outcome.DUPLICATE.value),
     (
-        or_(_OVER_CAPACITY, _CAPACITY.is_(None), _COUNTS.c.confirmed < _CAPACITY),
+        or_(_OVER_CAPACITY, seats.seat_left_sql(_CAPACITY, _COUNTS.c.confirmed)),
         Outcome.CONFIRMED.value,
     ),
     (_EVENTS.c.waitlist_enabled, Outcome.WAITLISTED.value),

@@ -92,3 +92,19 @@ class CapacityConflict(ServiceError):
         super().__init__(message)
         #: The import-format path of the value that conflicts, e.g. ``capacity.on_site``.
         self.field = field
+
+
+class Busy(ServiceError):
+    """The event stayed locked by another transaction for longer than the lock timeout
+    (``SIGNUP_LOCK_TIMEOUT``): a clear "try again" instead of a queue of waiting requests.
+    Nothing was written."""
+
+    code = "busy"
+    default_message = _l(
+        "Many requests are being processed at the moment. Please try again in a moment."
+    )
+
+    def __init__(self, message: str | None = None, *, retry_after: int = 1) -> None:
+        super().__init__(message)
+        #: Seconds after which trying again makes sense (the ``Retry-After`` header).
+        self.retry_after = retry_after

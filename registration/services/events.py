@@ -25,7 +25,6 @@ from sqlalchemy.exc import IntegrityError
 from .. import textrules
 from ..extensions import db
 from ..models import (
-    ACTIVE_STATUSES,
     Answer,
     Attendance,
     Event,
@@ -975,7 +974,7 @@ def notify_participants(event: Event, kind: str, payload: dict[str, Any] | None 
         kind,
         select(Registration.id, Registration.event_id).where(
             Registration.event_id == event.id,
-            Registration.status.in_(ACTIVE_STATUSES),
+            Registration.is_active,
             Registration.anonymised_at.is_(None),  # GDPR: no address left to write to
         ),
         str(event.ics_sequence),
@@ -1097,7 +1096,7 @@ def has_participants(event: Event) -> bool:
     return (
         db.session.scalars(
             select(Registration.id)
-            .where(Registration.event_id == event.id, Registration.status.in_(ACTIVE_STATUSES))
+            .where(Registration.event_id == event.id, Registration.is_active)
             .limit(1)
         ).first()
         is not None

@@ -43,7 +43,7 @@ from ..models import (
     Registration,
     RegistrationStatus,
 )
-from . import answers
+from . import answers, seats
 
 #: Rows per database round trip (and the ``yield_per`` of the ordering query).
 CHUNK_SIZE = 500
@@ -150,16 +150,17 @@ def _export_order(event: Event, conditions: list[Any]) -> list[tuple[int, int | 
             Registration.first_name,
             Registration.status,
             Registration.attendance,
-            Registration.waitlist_order,
+            # The seats policy's position; the conditions keep each mode's list whole.
+            seats.waitlist_rank().label("position"),
         )
         .where(*conditions)
         .execution_options(yield_per=CHUNK_SIZE)
     )
     keyed: list[tuple[tuple[Any, ...], int, int | None]] = []
-    waiting: list[tuple[Attendance, int, int]] = []
     for row in db.session.execute(stmt):
         if row.status == RegistrationStatus.WAITLISTED:
-            waiting.append((row.attendance, row.waitlist_order, row.id))
+            key = (_STATUS_ORDER[row.status], _MODE_ORDER[row.attendance], row.position)
+            keyed.append((key, row.id, row.position))
             continue
         key = (
             _STATUS_ORDER[row.status],
@@ -170,11 +171,6 @@ def _export_order(event: Event, conditions: list[Any]) -> list[tuple[int, int | 
             row.id,
         )
         keyed.append((key, row.id, None))
-    positions: dict[Attendance, int] = {}
-    for mode, _order, registration_id in sorted(waiting, key=lambda w: (w[1], w[2])):
-        positions[mode] = positions.get(mode, 0) + 1
-        key = (_STATUS_ORDER[RegistrationStatus.WAITLISTED], _MODE_ORDER[mode], positions[mode])
-        keyed.append((key, registration_id, positions[mode]))
     keyed.sort(key=lambda item: item[0])
     return [(registration_id, position) for _key, registration_id, position in keyed]
 

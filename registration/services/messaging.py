@@ -10,7 +10,6 @@ from sqlalchemy import Select, func, select
 
 from ..extensions import db
 from ..models import (
-    ACTIVE_STATUSES,
     Attendance,
     Event,
     Organiser,
@@ -36,7 +35,7 @@ def _recipients(event: Event, status: str | None, attendance: str | None) -> Sel
         Registration.event_id == event.id, Registration.anonymised_at.is_(None)
     )
     stmt = stmt.where(
-        Registration.status == status if status else Registration.status.in_(ACTIVE_STATUSES)
+        Registration.status == status if status else Registration.is_active
     )
     if attendance:
         stmt = stmt.where(Registration.attendance == attendance)

@@ -7,7 +7,9 @@ however many processes serve them (DESIGN.md invariants 1 and 2). Since every si
 event queues for that lock, :func:`register` does all it can before taking it, and leaves the
 decision under the lock to the database (services/decision.py): on PostgreSQL the lock, the
 decision with the INSERTs and usually the COMMIT reach the server in one round trip, so the lock
-is held only while the server works.
+is held only while the server works. The wait for the lock is bounded (``SIGNUP_LOCK_TIMEOUT``,
+PostgreSQL): behind a stuck transaction, requests end with :class:`Busy` ("try again") instead of
+piling up.
 """
 
 from __future__ import annotations
@@ -19,23 +21,28 @@ from datetime import datetime
 from typing import Any
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import bindparam, func, insert, select, update
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm.attributes import set_committed_value
 
 from .. import qrcode, tokens
-from ..database import PAGES_CHANGED, execute_pipelined
+from ..database import (
+    PAGES_CHANGED,
+    SET_LOCK_TIMEOUT,
+    busy,
+    execute_pipelined,
+    is_lock_timeout,
+    lock_timeout_params,
+)
 from ..extensions import db
 from ..models import (
-    ACTIVE_STATUSES,
     Attendance,
     Event,
-    EventStatus,
     Registration,
     RegistrationStatus,
 )
 from ..timeutil import utcnow
-from . import answers, decision, outbox, scheduling
+from . import answers, decision, outbox, scheduling, seats
 from .errors import (
     DuplicateRegistration,
     EventFull,
@@ -100,8 +107,19 @@ _LOCK_EVENT = (
 
 
 def lock_event(event_id: int) -> Event:
-    """Lock the event row for the rest of the transaction and return it freshly loaded."""
-    return db.session.scalars(_LOCK_EVENT, {"event_id": event_id}).one()
+    """Lock the event row for the rest of the transaction and return it freshly loaded.
+
+    On PostgreSQL the wait for the lock ends after the lock timeout (``SIGNUP_LOCK_TIMEOUT``)
+    with :class:`Busy`, the transaction rolled back."""
+    try:
+        if db.session.get_bind().dialect.name == "postgresql":
+            db.session.execute(SET_LOCK_TIMEOUT, lock_timeout_params())
+        return db.session.scalars(_LOCK_EVENT, {"event_id": event_id}).one()
+    except OperationalError as exc:
+        if not is_lock_timeout(exc):
+            raise
+        db.session.rollback()
+        raise busy() from exc
 
 
 def _refresh(registration: Registration) -> Registration:
@@ -112,51 +130,28 @@ def _refresh(registration: Registration) -> Registration:
 
 def count(event: Event, mode: Attendance | str, status: RegistrationStatus) -> int:
     """How many registrations of ``event`` in ``mode`` have ``status``."""
-    return db.session.scalar(
-        select(func.count())
-        .select_from(Registration)
-        .where(
-            Registration.event_id == event.id,
-            Registration.attendance == mode,
-            Registration.status == status,
-        )
-    )
+    return seats.pool(event, mode).count(status)
 
 
 def confirmed_count(event: Event, mode: Attendance | str) -> int:
-    return count(event, mode, RegistrationStatus.CONFIRMED)
+    return seats.pool(event, mode).confirmed()
 
 
 def waitlisted_count(event: Event, mode: Attendance | str) -> int:
-    return count(event, mode, RegistrationStatus.WAITLISTED)
+    return seats.pool(event, mode).waitlisted()
 
 
 def has_seat(event: Event, mode: Attendance | str) -> bool:
-    capacity = event.capacity_for(mode)
-    return capacity is None or confirmed_count(event, mode) < capacity
+    return seats.pool(event, mode).has_seat()
 
 
 def waitlist_position(registration: Registration) -> int | None:
     """1-based position among those waiting for the same event and mode, or ``None``."""
-    if registration.status != RegistrationStatus.WAITLISTED:
-        return None
-    return db.session.scalar(
-        select(func.count())
-        .select_from(Registration)
-        .where(
-            Registration.event_id == registration.event_id,
-            Registration.attendance == registration.attendance,
-            Registration.status == RegistrationStatus.WAITLISTED,
-            Registration.waitlist_order <= registration.waitlist_order,
-        )
-    )
+    return seats.waitlist_position(registration)
 
 
 def _next_waitlist_order(event: Event) -> int:
-    current = db.session.scalar(
-        select(func.max(Registration.waitlist_order)).where(Registration.event_id == event.id)
-    )
-    return (current or 0) + 1
+    return db.session.scalar(seats.last_waitlist_order(event.id)) + 1
 
 
 _REGISTRATIONS = Registration.__table__
@@ -179,7 +174,7 @@ def _resolve_attendance(event: Event, requested: str | None) -> Attendance:
         if len(modes) == 1:
             return modes[0]
         raise InvalidInput({"attendance": [_l("Please choose how you will attend.")]})
-    if requested not in {m.value for m in modes}:
+    if not event.offers(requested):  # the seats policy's rule (decision.py's SQL twin)
         if len(modes) == 1 and modes[0] == Attendance.ON_SITE:
             message = _l("This event takes place on site only.")
         elif len(modes) == 1:
@@ -195,7 +190,7 @@ def find_active(event: Event, email: str) -> Registration | None:
         select(Registration).where(
             Registration.event_id == event.id,
             Registration.email_key == email.strip().lower(),
-            Registration.status.in_(ACTIVE_STATUSES),
+            Registration.is_active,
         )
     ).first()
 
@@ -216,9 +211,9 @@ def register(
     ``commit`` commits the session (which must hold no other changes) before returning; where
     it can, together with the sign-up's statements (see below).
 
-    Raises :class:`RegistrationClosed`, :class:`DuplicateRegistration`, :class:`EventFull` or
-    :class:`InvalidInput` (fields, custom answers as ``answers.<key>``). Nothing is written when
-    it raises.
+    Raises :class:`RegistrationClosed`, :class:`DuplicateRegistration`, :class:`EventFull`,
+    :class:`InvalidInput` (fields, custom answers as ``answers.<key>``) or :class:`Busy` (the
+    event's lock was not granted within the lock timeout). Nothing is written when it raises.
     """
     now = now or utcnow()
     if not data.privacy_consent:
@@ -266,18 +261,23 @@ def register(
     )
     db.session.info[PAGES_CHANGED] = True  # Core INSERTs: the ORM does not see them
     try:
-        row, registration_id = _decide(values, params, finish_at_once)
+        decided = _decide(values, params, finish_at_once)
     except IntegrityError as exc:
         db.session.rollback()
         if _is_duplicate_email(exc):  # the unique index is the last line of defence
             raise DuplicateRegistration() from exc
         raise  # anything else is a bug (e.g. in locking) and must not pass as a duplicate
-    outcome, _confirmed, waiting, _last_order, *event_values = row
-    for column, value in zip(decision.EVENT_COLUMNS, event_values, strict=True):
+    except OperationalError as exc:
+        if not is_lock_timeout(exc):
+            raise
+        db.session.rollback()
+        raise busy() from exc
+    for column, value in zip(decision.EVENT_COLUMNS, decided.event_values, strict=True):
         set_committed_value(event, column.key, value)  # the row as it was decided on
+    registration_id = decided.registration_id
     if registration_id is None:
-        _refuse(decision.Outcome(outcome), event, data)
-    status = RegistrationStatus(outcome)
+        _refuse(decided.outcome, event, data)
+    status = RegistrationStatus(decided.outcome)
     if not finish_at_once:
         answers.store(registration_id, valid_answers)
         if mode == Attendance.ONLINE and status == RegistrationStatus.CONFIRMED:
@@ -294,7 +294,7 @@ def register(
         checkin = PendingCheckinCode(registration_id, salt)
     return SignupResult(
         manage_token,
-        waiting + 1 if status == RegistrationStatus.WAITLISTED else None,
+        decided.waiting + 1 if status == RegistrationStatus.WAITLISTED else None,
         registration_id=registration_id,
         status=status,
         attendance=mode,
@@ -302,23 +302,23 @@ def register(
     )
 
 
-def _decide(
-    values: dict[str, Any], params: dict[str, Any], commit: bool
-) -> tuple[tuple[Any, ...], int | None]:
-    """Lock the event, let the database decide (decision.py) and, when it accepts, insert the
-    registration and queue its first email; commit if ``commit``. Returns the decision's row
-    and the new id (``None``: refused, nothing written)."""
+def _decide(values: dict[str, Any], params: dict[str, Any], commit: bool) -> decision.Decided:
+    """The measured sign-up path: lock the event (waiting at most the lock timeout), let the
+    database decide (decision.py) and, when it accepts, insert the registration and queue its
+    first email; commit if ``commit``. On PostgreSQL all of it is one round trip."""
     if db.session.get_bind().dialect.name == "postgresql":
         new = {f"new_{name}": values[name] for name in decision.NEW_COLUMNS}
-        _, (row,) = execute_pipelined(
+        _, _, (row,) = execute_pipelined(
             db.session,
             [
+                # The lock's wait is bounded (lock_event explains why); same round trip.
+                (SET_LOCK_TIMEOUT, lock_timeout_params()),
                 (decision.LOCK, params),
                 (decision.DECIDE_AND_INSERT, {**params, **new, "queued_at": params["now"]}),
             ],
             commit=commit,
         )
-        return row[:-1], row[-1]
+        return decision.Decided.of(row[:-1], row[-1])
     # SQLite: the transaction has held the database's write lock since its start.
     ((row,),) = execute_pipelined(db.session, [(decision.DECISION, params)])
     outcome = decision.Outcome(row[0])
@@ -340,7 +340,7 @@ def _decide(
         )
     if commit:
         db.session.commit()
-    return row, registration_id
+    return decision.Decided.of(row, registration_id)
 
 
 def _refuse(outcome: decision.Outcome, event: Event, data: SignupData) -> None:
@@ -356,10 +356,7 @@ def _refuse(outcome: decision.Outcome, event: Event, data: SignupData) -> None:
 
 
 def _check_open(event: Event, now: datetime, by_organiser: bool) -> None:
-    if by_organiser:
-        if event.status == EventStatus.CANCELLED:
-            raise RegistrationClosed()
-    elif not event.is_open_at(now):
+    if not event.accepts_signups_at(now, by_organiser):
         raise RegistrationClosed()
 
 
@@ -511,23 +508,7 @@ def promote_waitlisted(
     The caller must hold the event lock (:func:`lock_event`).
     """
     now = now or utcnow()
-    capacity = event.capacity_for(mode)
-    confirmed = confirmed_count(event, mode)
-    free = None if capacity is None else max(capacity - confirmed, 0)
-    if free == 0:
-        return []
-    stmt = (
-        select(Registration)
-        .where(
-            Registration.event_id == event.id,
-            Registration.attendance == mode,
-            Registration.status == RegistrationStatus.WAITLISTED,
-        )
-        .order_by(Registration.waitlist_order)
-    )
-    if free is not None:
-        stmt = stmt.limit(free)
-    promoted = list(db.session.scalars(stmt))
+    promoted = seats.pool(event, mode).next_to_promote()
     for registration in promoted:
         registration.status = RegistrationStatus.CONFIRMED
         registration.confirmed_at = now
