@@ -367,6 +367,15 @@ class Registration(db.Model):
             "event_id", "waitlist_order", name="uq_registrations_event_waitlist_order"
         ),
         Index("ix_registrations_event_status_mode", "event_id", "status", "attendance"),
+        # An API client's Idempotency-Key names one sign-up per event.
+        Index(
+            "uq_registrations_event_idempotency_key",
+            "event_id",
+            "idempotency_key",
+            unique=True,
+            sqlite_where=text("idempotency_key IS NOT NULL"),
+            postgresql_where=text("idempotency_key IS NOT NULL"),
+        ),
         CheckConstraint(
             "status != 'waitlisted' OR waitlist_order IS NOT NULL", name="waitlisted_has_order"
         ),
@@ -406,6 +415,10 @@ class Registration(db.Model):
     #: Random salt from which the personal links are derived with the server's secret key
     #: (see tokens.py); the links themselves are never stored.
     token_salt: Mapped[str] = mapped_column(String(32))
+    #: The ``Idempotency-Key`` an API client sent with the sign-up, and a digest of its body:
+    #: the same request sent again (after a lost answer) gets this registration's answer.
+    idempotency_key: Mapped[str | None] = mapped_column(String(100))
+    idempotency_hash: Mapped[str | None] = mapped_column(String(64))
     #: SHA-256 of the manage token, for looking a registration up by its link.
     manage_token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     #: The check-in QR code (a small PNG) of on-site participants: made once at sign-up, since

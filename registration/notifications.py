@@ -55,6 +55,8 @@ KINDS: dict[str, Kind] = {
     "promoted": Kind(_l("You have a seat: %(title)s"), calendar=True),
     "attendance_changed": Kind(_l("Attendance changed: %(title)s"), calendar=True),
     "cancellation": Kind(_l("Registration cancelled: %(title)s"), to_cancelled=True),
+    #: Someone signed up again with a registered address: the personal link once more.
+    "manage_link": Kind(_l("Your registration: %(title)s")),
     "reminder": Kind(_l("Reminder: %(title)s on %(when)s"), calendar=True, confirmed_only=True),
     "dial_in": Kind(_l("Dial-in details: %(title)s"), confirmed_only=True),
     "dial_in_update": Kind(_l("New dial-in details: %(title)s"), confirmed_only=True),

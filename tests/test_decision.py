@@ -350,6 +350,7 @@ def test_pipelined_errors_are_sqlalchemy_errors_and_nothing_stays_written(app):
         "new_first_name": "A", "new_last_name": "B", "new_organisation": "",
         "new_language": "de", "new_privacy_consent_at": utcnow(), "new_created_at": utcnow(),
         "new_token_salt": "s", "new_attendance": Attendance.ON_SITE,
+        "new_idempotency_key": None, "new_idempotency_hash": None,
         # the manage token hash of registration 1: a unique index refuses it
         "new_manage_token_hash": db.session.scalar(select(Registration.manage_token_hash)),
         "queued_at": utcnow(), "event_id": event.id, "email_key": "x@example.org",

@@ -40,7 +40,14 @@ assert len(ADDRESS_75) == 75
 ALL_KINDS = [
     "confirmation", "waitlisted", "promoted", "attendance_changed", "cancellation", "reminder",
     "dial_in", "dial_in_update", "event_changed", "event_cancelled", "message", "password_reset",
+    "manage_link",
 ]  # fmt: skip
+
+
+def test_every_kind_of_mail_is_checked_here():
+    from registration.notifications import KINDS, ORGANISER_KINDS
+
+    assert sorted(ALL_KINDS) == sorted([*KINDS, *ORGANISER_KINDS])
 
 
 def strict(raw: bytes) -> EmailMessage:

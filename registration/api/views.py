@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -26,8 +28,8 @@ from ..models import (
     Registration,
     RegistrationStatus,
 )
-from ..services import api_tokens, audit, events, seats, signup
-from ..services.errors import Busy, InvalidInput, ServiceError
+from ..services import api_tokens, audit, events, participants, seats, signup
+from ..services.errors import Busy, DuplicateRegistration, InvalidInput, ServiceError
 from ..services.events import EventDataError, question_record
 from ..services.seats import SeatStatus, seat_status
 from ..timeutil import utcnow
@@ -170,22 +172,88 @@ def _parse_signup(body: Any) -> signup.SignupData:
     )
 
 
+#: What an Idempotency-Key may look like (a UUID or any other printable token).
+_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,100}$")
+
+
+def _idempotency(body: Any) -> signup.Idempotency | None:
+    """The request's ``Idempotency-Key`` with a digest of its body; raise InvalidInput for a
+    malformed key."""
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    if not _IDEMPOTENCY_KEY.match(key):
+        raise InvalidInput(
+            {"Idempotency-Key": [_l("Use 1 to 100 visible ASCII characters, e.g. a UUID.")]}
+        )
+    canonical = json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return signup.Idempotency(key, hashlib.sha256(canonical.encode("utf-8", "replace")).hexdigest())
+
+
+def _signup_answer(registration: Registration) -> Any:
+    """The 201 answer of a sign-up, from the stored registration (a repeated request)."""
+    return jsonify(
+        {
+            "id": registration.id,
+            "status": str(registration.status),
+            "attendance": str(registration.attendance),
+            "waitlist_position": signup.waitlist_position(registration),
+            "manage_url": manage_url(signup.manage_token(registration)),
+        }
+    ), 201
+
+
+def _repeated(event: Event, idempotency: signup.Idempotency) -> Any | None:
+    """The answer to a request sent again with its Idempotency-Key: the original sign-up's,
+    or a 422 when the key came with a different body. ``None``: the key is new."""
+    existing = signup.find_by_idempotency_key(event, idempotency.key)
+    if existing is None:
+        return None
+    if existing.idempotency_hash != idempotency.digest:
+        return _validation_error(
+            {"Idempotency-Key": [_l("This key was used for a different request already.")]}
+        )
+    return _signup_answer(existing)
+
+
 @bp.post("/events/<slug>/registrations")
 def create_registration(slug: str) -> Any:
+    """Sign up. With an ``Idempotency-Key`` header a request sent again (its answer was lost)
+    gets the first one's answer within 24 hours instead of a second sign-up. Signing up again
+    with a registered address mails that registration's link to the address once more."""
     event = _signup_event_or_404(slug)
     body = request.get_json(force=True, silent=True)
     if body is None:
         return _error(400, "invalid_json", "The request body must be JSON.")
+    idempotency = None
     try:
+        idempotency = _idempotency(body)
+        if idempotency is not None:
+            repeated = _repeated(event, idempotency)
+            if repeated is not None:
+                return repeated
+        # A key that named a sign-up more than 24 hours ago is not stored again.
+        stored = (
+            None
+            if idempotency is None or signup.key_expired(event, idempotency.key)
+            else idempotency
+        )
         data = _parse_signup(body)
-        result = signup.register(event, data, commit=True)
+        result = signup.register(event, data, commit=True, idempotency=stored)
     except InvalidInput as exc:
         db.session.rollback()
+        if idempotency is not None and exc.code == "idempotency_key_reused":
+            return _repeated(event, idempotency) or _validation_error(exc.errors)
         return _validation_error(exc.errors)
     except Busy as exc:  # the event's lock was not granted in time: nothing written
         db.session.rollback()
         response, status = _error(503, exc.code, str(exc))
         return response, status, {"Retry-After": str(exc.retry_after)}
+    except DuplicateRegistration as exc:
+        db.session.rollback()
+        if idempotency is not None and (repeated := _repeated(event, idempotency)):
+            return repeated  # the same request, sent twice at the same moment
+        return _duplicate(event, data, exc)
     except ServiceError as exc:
         db.session.rollback()
         return _error(409, exc.code, str(exc))
@@ -203,6 +271,27 @@ def create_registration(slug: str) -> Any:
         ),
         201,
     )
+
+
+def _duplicate(event: Event, data: signup.SignupData, exc: DuplicateRegistration) -> Any:
+    """409 ``duplicate`` with the existing registration's state; its link goes to the address
+    (never into the answer: whoever knows an address must not get its registration)."""
+    existing = signup.answer_duplicate(event, data.email)
+    if existing is None:
+        return _error(409, exc.code, str(exc))
+    message = _l(
+        "You are registered for this event already. We have sent the link to your "
+        "registration to your email address again."
+    )
+    return jsonify(
+        {
+            "error": exc.code,
+            "message": str(message),
+            "status": str(existing.status),
+            "attendance": str(existing.attendance),
+            "waitlist_position": signup.waitlist_position(existing),
+        }
+    ), 409
 
 
 def _registration_or_404(token: str) -> Registration:
@@ -229,8 +318,7 @@ def get_registration(token: str) -> Any:
 @bp.post("/registrations/<token>/cancel")
 def cancel_registration(token: str) -> Any:
     registration = _registration_or_404(token)
-    signup.cancel(registration)
-    db.session.commit()
+    participants.cancel(registration, actor=None, via=participants.BY_PARTICIPANT)
     return jsonify({"status": "cancelled"})
 
 

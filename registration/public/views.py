@@ -26,8 +26,15 @@ from .. import ics
 from ..extensions import csrf, db
 from ..forms import AttendanceForm, CancelForm, signup_form_class
 from ..models import Event, EventFile, EventStatus, Registration
-from ..services import files, signup
-from ..services.errors import Busy, InvalidInput, ModeFull, RegistrationClosed, ServiceError
+from ..services import files, participants, signup
+from ..services.errors import (
+    Busy,
+    DuplicateRegistration,
+    InvalidInput,
+    ModeFull,
+    RegistrationClosed,
+    ServiceError,
+)
 from ..services.seats import seat_status
 from ..timeutil import utcnow
 from . import pagecache
@@ -129,6 +136,18 @@ def _signup(event: Event, *, embed: bool) -> Any:
             form.form_errors.append(str(exc))
             headers["Retry-After"] = str(exc.retry_after)
             status = 503
+        except DuplicateRegistration as exc:
+            db.session.rollback()
+            # Not a dead end: the registration's link goes to the address once more.
+            if signup.answer_duplicate(event, data.email) is not None:
+                form.form_errors.append(
+                    _(
+                        "You are registered for this event already. We have sent the link to "
+                        "your registration to your email address again."
+                    )
+                )
+            else:
+                form.form_errors.append(str(exc))
         except ServiceError as exc:
             db.session.rollback()
             form.form_errors.append(str(exc))
@@ -300,12 +319,10 @@ def cancel(token: str) -> Any:
     form = CancelForm()
     if form.validate_on_submit():
         try:
-            signup.cancel(registration)
+            participants.cancel(registration, actor=None, via=participants.BY_PARTICIPANT)
         except Busy as exc:  # nothing changed; the page asks to try again
-            db.session.rollback()
             flash(str(exc), "error")
             return redirect(url_for("public.cancel", token=token))
-        db.session.commit()
         flash(_("Your registration has been cancelled."), "success")
         return redirect(url_for("public.manage", token=token))
     return render_template(

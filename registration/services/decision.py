@@ -169,6 +169,7 @@ LOCK = select(_EVENTS.c.id).where(_EVENTS.c.id == _EVENT_ID).with_for_update()
 NEW_COLUMNS = (
     "event_id", "email", "email_key", "first_name", "last_name", "organisation", "language",
     "privacy_consent_at", "created_at", "token_salt", "manage_token_hash", "attendance",
+    "idempotency_key", "idempotency_hash",
 )  # fmt: skip
 
 

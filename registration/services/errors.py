@@ -68,6 +68,17 @@ class DuplicateRegistration(ServiceError):
     default_message = _l("This email address is already registered for this event.")
 
 
+class IdempotencyKeyReused(InvalidInput):
+    """An Idempotency-Key sent again with a different request."""
+
+    code = "idempotency_key_reused"
+
+    def __init__(self) -> None:
+        super().__init__(
+            {"Idempotency-Key": [_l("This key was used for a different request already.")]}
+        )
+
+
 class EventFull(ServiceError):
     code = "full"
     default_message = _l("This event is fully booked.")

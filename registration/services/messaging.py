@@ -34,9 +34,7 @@ def _recipients(event: Event, status: str | None, attendance: str | None) -> Sel
     stmt = select(Registration).where(
         Registration.event_id == event.id, Registration.anonymised_at.is_(None)
     )
-    stmt = stmt.where(
-        Registration.status == status if status else Registration.is_active
-    )
+    stmt = stmt.where(Registration.status == status if status else Registration.is_active)
     if attendance:
         stmt = stmt.where(Registration.attendance == attendance)
     return stmt

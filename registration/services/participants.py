@@ -25,6 +25,10 @@ def _transaction() -> Iterator[None]:
         raise
 
 
+#: How a participant's own change (through their personal link) shows in the audit log.
+BY_PARTICIPANT = {"via": "participant"}
+
+
 def _subject(registration: Registration) -> str:
     return f"registration:{registration.id}"
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from flask_babel import lazy_gettext as _l
@@ -46,6 +46,7 @@ from . import answers, decision, outbox, scheduling, seats
 from .errors import (
     DuplicateRegistration,
     EventFull,
+    IdempotencyKeyReused,
     InvalidInput,
     ModeFull,
     NotActive,
@@ -68,6 +69,18 @@ class SignupData:
     language: str = "de"
     #: Answers to the event's custom questions, by question key (validated by the service).
     answers: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Idempotency:
+    """An API client's ``Idempotency-Key`` and a digest of the request it came with."""
+
+    key: str
+    digest: str
+
+
+#: How long an Idempotency-Key names its sign-up; after that the key may name a new one.
+IDEMPOTENCY_WINDOW = timedelta(hours=24)
 
 
 @dataclass(frozen=True)
@@ -202,6 +215,7 @@ def register(
     now: datetime | None = None,
     by_organiser: bool = False,
     over_capacity: bool = False,
+    idempotency: Idempotency | None = None,
     commit: bool = False,
 ) -> SignupResult:
     """Sign a participant up: confirmed while seats are left, else waitlisted (if enabled).
@@ -209,7 +223,9 @@ def register(
     ``by_organiser`` (a phone sign-up entered in the back office) ignores the sign-up window;
     ``over_capacity`` confirms even when the mode is full (an organiser's explicit decision).
     ``commit`` commits the session (which must hold no other changes) before returning; where
-    it can, together with the sign-up's statements (see below).
+    it can, together with the sign-up's statements (see below). ``idempotency`` is stored with
+    the registration (see :func:`find_by_idempotency_key`); a key that names another sign-up of
+    the event is :class:`IdempotencyKeyReused`.
 
     Raises :class:`RegistrationClosed`, :class:`DuplicateRegistration`, :class:`EventFull`,
     :class:`InvalidInput` (fields, custom answers as ``answers.<key>``) or :class:`Busy` (the
@@ -242,6 +258,8 @@ def register(
         "token_salt": salt,
         "manage_token_hash": tokens.hash_token(manage_token),
         "attendance": mode,
+        "idempotency_key": idempotency.key if idempotency else None,
+        "idempotency_hash": idempotency.digest if idempotency else None,
     }
     params = {
         "event_id": event.id,
@@ -266,6 +284,8 @@ def register(
         db.session.rollback()
         if _is_duplicate_email(exc):  # the unique index is the last line of defence
             raise DuplicateRegistration() from exc
+        if _is_duplicate_idempotency_key(exc):  # the same key, sent at the same moment
+            raise IdempotencyKeyReused() from exc
         raise  # anything else is a bug (e.g. in locking) and must not pass as a duplicate
     except OperationalError as exc:
         if not is_lock_timeout(exc):
@@ -385,6 +405,61 @@ def _is_duplicate_email(exc: IntegrityError) -> bool:
     text = str(exc.orig)
     # PostgreSQL names the index; SQLite names the columns.
     return "uq_registrations_event_email_active" in text or "registrations.email_key" in text
+
+
+def _is_duplicate_idempotency_key(exc: IntegrityError) -> bool:
+    text = str(exc.orig)
+    return (
+        "uq_registrations_event_idempotency_key" in text or "registrations.idempotency_key" in text
+    )
+
+
+def find_by_idempotency_key(
+    event: Event, key: str, *, now: datetime | None = None
+) -> Registration | None:
+    """The sign-up of ``event`` an Idempotency-Key named within :data:`IDEMPOTENCY_WINDOW`."""
+    since = (now or utcnow()) - IDEMPOTENCY_WINDOW
+    return db.session.scalars(
+        select(Registration).where(
+            Registration.event_id == event.id,
+            Registration.idempotency_key == key,
+            Registration.created_at > since,
+        )
+    ).first()
+
+
+def key_expired(event: Event, key: str, *, now: datetime | None = None) -> bool:
+    """Whether a sign-up of ``event`` older than :data:`IDEMPOTENCY_WINDOW` holds ``key``: the
+    key then names nothing any more, and a new sign-up does not store it again."""
+    since = (now or utcnow()) - IDEMPOTENCY_WINDOW
+    return (
+        db.session.scalars(
+            select(Registration.id).where(
+                Registration.event_id == event.id,
+                Registration.idempotency_key == key,
+                Registration.created_at <= since,
+            )
+        ).first()
+        is not None
+    )
+
+
+def answer_duplicate(
+    event: Event, email: str, *, now: datetime | None = None
+) -> Registration | None:
+    """Someone signs up again with an address that is registered already (a lost
+    confirmation, a lost answer): mail the registration's personal link to that address once
+    more (at most once an hour) instead of a dead end; commits. Returns the registration, whose
+    state the answer may show; the link itself only ever goes to the address."""
+    now = now or utcnow()
+    registration = find_active(event, email)
+    if registration is None or registration.anonymised_at is not None:
+        return None
+    outbox.enqueue_keyed(
+        "manage_link", registration, f"manage_link:{registration.id}:{now:%Y%m%d%H}"
+    )
+    db.session.commit()
+    return registration
 
 
 def find_by_manage_token(token: str) -> Registration | None:
