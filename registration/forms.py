@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from flask import has_request_context, request
+from flask import current_app, has_request_context, request
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from werkzeug.datastructures import CombinedMultiDict, MultiDict
@@ -62,6 +62,24 @@ def clean_text(_form: Form, field: Field) -> None:
         raise ValidationError(_l("Please remove the control characters from this field."))
 
 
+def mailable_address(_form: Form, field: Field) -> None:
+    """An address whose local part has letters beyond ASCII (``jürgen@…``) can only be mailed
+    through a relay that takes SMTPUTF8 (``MAIL_SMTPUTF8``): otherwise refuse it here rather
+    than accept a sign-up whose mails can never arrive. (A domain with umlauts has an ASCII
+    form and is fine.)"""
+    if (
+        isinstance(field.data, str)
+        and not field.data.rpartition("@")[0].isascii()
+        and not current_app.config.get("MAIL_SMTPUTF8")
+    ):
+        raise ValidationError(
+            _l(
+                "Please use an address without umlauts or accents before the @ sign: our mail "
+                "server cannot deliver to it."
+            )
+        )
+
+
 class ParticipantFields:
     """Name, address and organisation: the fields every sign-up has (a mixin for forms)."""
 
@@ -91,6 +109,7 @@ class ParticipantFields:
             Length(max=254, message=_l("Please use at most %(max)d characters.")),
             no_control_characters,
             Email(_l("Please enter a valid email address, e.g. name@example.org.")),
+            mailable_address,
         ],
     )
     organisation = StringField(

@@ -156,3 +156,26 @@ def test_a_participant_cancelling_is_in_the_audit_log(client, app):
     assert (entry.action, entry.actor_id, entry.details["via"]) == (
         "participant.cancel", None, "participant",
     )  # fmt: skip
+
+
+@pytest.mark.parametrize("smtputf8", [False, True])
+def test_an_address_the_mail_server_cannot_take_is_refused_at_the_door(client, app, smtputf8):
+    app.config["MAIL_SMTPUTF8"] = smtputf8
+    make_event()
+    response = client.post(URL, json=body(email="jürgen@example.org"))
+    if smtputf8:  # the relay takes internationalised mailboxes
+        assert response.status_code == 201
+    else:
+        assert response.status_code == 422 and list(response.json["errors"]) == ["email"]
+        assert registrations() == 0
+    # Umlauts in the domain have an ASCII form every server takes.
+    assert client.post(URL, json=body(2, email="j@bündnis-wohnen.example")).status_code == 201
+    page = client.post(
+        "/events/werkstatt",
+        data={"first_name": "J", "last_name": "M", "email": "jörg@example.org",
+              "privacy_consent": "y"},
+        headers={"Accept-Language": "de"},
+    )  # fmt: skip
+    assert (page.status_code == 302) is smtputf8
+    if not smtputf8:
+        assert "ohne Umlaute oder Akzente vor dem" in page.get_data(as_text=True)

@@ -36,6 +36,7 @@ from wtforms.validators import (
 from ..forms import (
     ParticipantFields,
     clean_text,
+    mailable_address,
     no_control_characters,
     normalise_newlines,
     strip,
@@ -392,6 +393,7 @@ class AccountForm(FlaskForm):
             DataRequired(_l("Please enter your email address.")),
             Length(max=254),
             Email(_l("Please enter a valid email address, e.g. name@example.org.")),
+            mailable_address,
         ],
     )
     name = StringField(
