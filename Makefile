@@ -28,7 +28,10 @@ node_modules/axe-core/axe.min.js: package.json package-lock.json
 translations: install
 	$(BIN)/pybabel compile --use-fuzzy -d registration/translations -D messages >/dev/null
 
-DEV    := REGISTRATION_CONFIG=development
+# Links in emails point at the server `make run` starts (PORT=5001 included), unless BASE_URL
+# says otherwise.
+BASE_URL ?= http://$(HOST):$(PORT)
+DEV    := REGISTRATION_CONFIG=development BASE_URL=$(BASE_URL)
 
 # Run the service on the embedded defaults: SQLite and mail files in instance/, the sample events,
 # the mail worker alongside the web server (Ctrl-C stops both).

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import runpy
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -98,3 +99,21 @@ def test_the_guide_links_to_files_that_exist():
     for link in links:
         assert (guide.parent / link).resolve().exists(), link
     assert "docs/deploy.md" in (ROOT / "README.md").read_text()
+
+
+def test_make_run_on_another_port_puts_that_port_into_mail_links():
+    """`make run PORT=…` serves there, and the links in its emails (BASE_URL) point there too:
+    the worker and the web server both get it."""
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    root = Path(__file__).resolve().parent.parent
+    env = {k: v for k, v in os.environ.items() if k != "BASE_URL"}
+    plan = subprocess.run(
+        ["make", "-n", "run", "PORT=5077"], cwd=root, env=env, capture_output=True, text=True,
+        check=True,
+    ).stdout  # fmt: skip
+    starts = [line for line in plan.splitlines() if "flask --app registration" in line]
+    assert any("run --host 127.0.0.1 --port 5077" in line for line in starts)
+    assert any("mail worker" in line for line in starts)
+    for line in starts:
+        assert "BASE_URL=http://127.0.0.1:5077" in line, line
