@@ -331,3 +331,65 @@ def test_temporary_and_permanent_answers_to_data_mark_only_that_row(app, clock):
         "person0@example.org",
         "person3@example.org",
     ]
+
+
+# --- Addresses with a non-ASCII local part (SMTPUTF8) ---------------------------------------------
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # transport, not database
+def test_smtputf8_delivers_a_non_ascii_local_part_when_allowed_and_offered(app, clock):
+    app.config["MAIL_SMTPUTF8"] = True
+    event = make_event(capacity_on_site=None)
+    register(event, 1, email="jürgen@example.org", first_name="Jürgen")
+    register(event, 2)
+    server = SMTPServer(smtputf8=True)
+    server.start()
+    use(app, server)
+    try:
+        assert delivery.send_due().sent == 2
+    finally:
+        server.stop()
+    assert server.envelope_recipients == [["jürgen@example.org"], ["person2@example.org"]]
+    utf8_options, ascii_options = server.mail_options
+    assert "SMTPUTF8" in utf8_options and "SMTPUTF8" not in ascii_options  # only where needed
+    # RFC 6532: the header carries the address as UTF-8, not an encoded word.
+    raw = server.raw[0]
+    assert "To: Jürgen Muster1 <jürgen@example.org>".encode() in raw
+    assert b"=?utf-8?" not in raw.split(b"\r\n\r\n", 1)[0]  # no encoded words in any header
+    assert {row.status for row in outbox()} == {OutboxStatus.SENT}
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_smtputf8_allowed_but_not_offered_fails_that_row_with_the_reason(app, clock):
+    app.config["MAIL_SMTPUTF8"] = True
+    event = make_event(capacity_on_site=None)
+    register(event, 1, email="jürgen@example.org")
+    register(event, 2)
+    server = SMTPServer(smtputf8=False)
+    server.start()
+    use(app, server)
+    try:
+        result = delivery.send_due()
+    finally:
+        server.stop()
+    assert (result.sent, result.failed, result.retry) == (1, 1, 0)
+    failed = outbox()[0]
+    assert failed.status == OutboxStatus.FAILED
+    assert "does not offer SMTPUTF8" in failed.last_error
+    assert [recipient(m) for m in server.messages] == ["person2@example.org"]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_smtputf8_off_fails_the_row_at_once_even_if_the_server_offers_it(app, clock):
+    assert app.config["MAIL_SMTPUTF8"] is False  # the default
+    event = make_event(capacity_on_site=None)
+    register(event, 1, email="jürgen@example.org")
+    server = SMTPServer(smtputf8=True)
+    server.start()
+    use(app, server)
+    try:
+        assert delivery.send_due().failed == 1
+    finally:
+        server.stop()
+    assert "MAIL_SMTPUTF8 is off" in outbox()[0].last_error
+    assert server.messages == []
