@@ -5,9 +5,10 @@ Recipients starting with ``reject`` get a permanent 550, with ``later`` a tempor
 Faults: ``SMTPServer(on_data=...)`` calls ``on_data(n, message)`` for the n-th mail (from 1)
 before the server answers DATA, in a thread of its own, so it may block on an Event or Barrier
 the test controls (a slow relay). It returns ``None`` (accept: 250), an answer such as
-``"451 4.3.0 busy"`` or ``"554 5.6.0 no"`` (refused, not kept), or :data:`DROP`: the mail is
+``"451 4.3.0 busy"`` or ``"554 5.6.0 no"`` (refused, not kept), :data:`DROP`: the mail is
 kept (the server has accepted it) and the connection closes without an answer, the fault that
-leaves a client not knowing. ``smtputf8=True`` offers the SMTPUTF8 extension.
+leaves a client not knowing, or :data:`HANG_UP`: the connection closes and the mail is not
+kept. ``smtputf8=True`` offers the SMTPUTF8 extension.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ def free_port() -> int:
 
 #: ``on_data`` returns this to keep the mail and close the connection without answering.
 DROP = "drop"
+#: ``on_data`` returns this to close the connection without keeping the mail.
+HANG_UP = "hang up"
 
 OnData = Callable[[int, EmailMessage], str | None]
 
@@ -68,6 +71,9 @@ class RecordingHandler:
                 n = self.data_commands
             # In a thread: the hook may wait for the test, and the other sessions go on.
             answer = await asyncio.to_thread(self.on_data, n, message)  # type: ignore[arg-type]
+        if answer == HANG_UP:
+            server.transport.abort()
+            return "451 4.3.0 gone"  # nobody hears it: the connection is closed
         if answer is not None and answer != DROP:
             return answer
         with self.lock:

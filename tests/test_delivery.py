@@ -16,7 +16,7 @@ from registration.models import OutboxMessage, OutboxStatus
 from registration.services import delivery
 
 from .conftest import make_event, make_test_app
-from .smtp import DROP, SMTPServer, recipient
+from .smtp import DROP, HANG_UP, SMTPServer, recipient
 from .test_mail import register
 
 postgresql_only = pytest.mark.parametrize(
@@ -298,9 +298,10 @@ def test_accepted_then_dropped_goes_out_once_more_and_only_that_one(app, clock):
     use(app, server)
     try:
         first = delivery.send_due()
-        assert (first.sent, first.retry) == (2, 3)  # the dropped one and the two after it
+        assert (first.sent, first.retry) == (2, 1)  # the dropped one waits its back-off
+        assert delivery.send_due().sent == 2  # the two not tried yet: at once
         clock.advance(minutes=1)
-        assert delivery.send_due().sent == 3
+        assert delivery.send_due().sent == 1
     finally:
         server.stop()
     counts = deliveries(server)
@@ -310,6 +311,31 @@ def test_accepted_then_dropped_goes_out_once_more_and_only_that_one(app, clock):
 
 
 # --- One row's trouble stays with that row --------------------------------------------------------
+
+
+def test_a_mail_that_makes_the_server_hang_up_does_not_hold_back_the_others(app, clock):
+    """The first mail makes the server close the connection, every time. It waits its
+    back-off; the others, not tried yet, go out on the next pass, seconds later."""
+    queue_confirmations(5)
+    server = SMTPServer(
+        on_data=lambda n, message: HANG_UP if recipient(message).startswith("person0@") else None
+    )
+    server.start()
+    use(app, server)
+    try:
+        first = delivery.send_due()
+        assert (first.sent, first.retry) == (0, 1) and first.errors
+        assert delivery.send_due().sent == 4
+        clock.advance(minutes=1)
+        assert delivery.send_due().retry == 1  # still refused, alone
+    finally:
+        server.stop()
+    rows = outbox()
+    assert [r.status for r in rows] == ["pending"] + ["sent"] * 4
+    assert rows[0].attempts == 2 and "SMTPServerDisconnected" in rows[0].last_error
+    assert sorted(recipient(m) for m in server.messages) == [
+        f"person{n}@example.org" for n in range(1, 5)
+    ]
 
 
 def test_temporary_and_permanent_answers_to_data_mark_only_that_row(app, clock):

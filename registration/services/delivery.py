@@ -324,6 +324,7 @@ def send_batch(
     # Plain values: each commit expires the ORM objects, and reloading them would cost a query.
     attempts = {row.id: row.attempts for row in rows}
     queue = [row.id for row in rows]
+    in_hand: int | None = None
     base_url = current_app.config["BASE_URL"]
     with current_app.test_request_context("/", base_url=base_url):
         messages = dict(zip(queue, notifications.build_messages(rows), strict=True))
@@ -348,8 +349,9 @@ def send_batch(
                     queue = [row_id for row_id in queue if row_id in held]
                     if not queue:
                         break
-                row_id = queue[0]
+                in_hand = row_id = queue[0]
                 done = _send_one(row_id, attempts[row_id], messages[row_id], transport, clock)
+                in_hand = None
                 queue.pop(0)
                 ledger.add(done)
                 _count(result, done.kind)
@@ -358,14 +360,19 @@ def send_batch(
                     break
     except (smtplib.SMTPException, OSError) as exc:
         error = str(classify(exc))
+        # Mid-batch, the mail in hand takes the blame and waits its back-off; the rows not
+        # tried yet go back untouched, so a mail that makes the server hang up cannot hold
+        # the others back (if the server is really down, the next pass finds out).
+        # Without a mail in hand the connection itself failed: every row waits.
+        blamed = [in_hand] if in_hand is not None else list(queue)
         log.warning(
-            "mail server failed, %d messages wait for the next attempt: %s", len(queue), error
+            "mail server failed, %d messages wait for the next attempt: %s", len(blamed), error
         )
         now = clock()
-        for row_id in queue:
+        for row_id in blamed:
             ledger.add(outcome(row_id, attempts[row_id], "retry", now, error))
             result.retry += 1
-        queue = []
+        queue = [row_id for row_id in queue if row_id not in blamed]
         result.errors.append(error)
         if not ledger.flush():
             result.errors.append("cannot record results (database)")
