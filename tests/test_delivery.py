@@ -419,3 +419,16 @@ def test_smtputf8_off_fails_the_row_at_once_even_if_the_server_offers_it(app, cl
         server.stop()
     assert "MAIL_SMTPUTF8 is off" in outbox()[0].last_error
     assert server.messages == []
+
+
+def test_a_stopping_worker_writes_the_results_it_still_holds(app, clock):
+    from registration import worker
+
+    queue_confirmations(1)
+    (row_id,) = delivery.claim(1, clock.now, "w")
+    delivery.ledger_for(app).add(delivery.outcome(row_id, 0, "sent", clock.now))
+    stop = threading.Event()
+    stop.set()  # SIGTERM came before the database was back
+    worker.run_forever(0, stop)
+    (row,) = outbox()
+    assert row.status == OutboxStatus.SENT and row.locked_until is None
