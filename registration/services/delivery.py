@@ -22,17 +22,19 @@ worker is killed between the answer and the commit. That mail goes out again aft
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import smtplib
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from flask import Flask, current_app
-from sqlalchemy import or_, select, update
+from sqlalchemy import Connection, Update, bindparam, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import selectinload
 
@@ -148,24 +150,20 @@ class Ledger:
         with self._lock:
             self._waiting[result.row_id] = result
 
-    def flush(self) -> bool:
-        """Write and commit every waiting result; False (and all kept) when the database fails."""
+    def flush(self, conn: Connection | None = None) -> bool:
+        """Write and commit every waiting result (on ``conn`` if given, a connection a batch
+        holds); False (and all kept) when the database fails."""
         with self._lock:
             if not self._waiting:
                 return True
             try:
-                for result in self._waiting.values():
-                    stmt = update(OutboxMessage).where(OutboxMessage.id == result.row_id)
-                    if result.kind != "sent":
-                        # Another worker may have sent the row after our lease ran out; a
-                        # late "retry" must not turn that back. "sent" is true whatever happened.
-                        stmt = stmt.where(OutboxMessage.status == OutboxStatus.PENDING)
-                    db.session.execute(
-                        stmt.values(**result.values).execution_options(synchronize_session=False)
-                    )
-                db.session.commit()
+                # A connection, not the session: a session's commit expires every object it
+                # holds, which per mail would cost more than the mail.
+                with _transaction(conn) as conn:
+                    for result in self._waiting.values():
+                        stmt = _record_statement(frozenset(result.values), result.kind != "sent")
+                        conn.execute(stmt, {"row_id": result.row_id, **result.values})
             except SQLAlchemyError as exc:
-                _rollback()
                 log.error(
                     "cannot record the results of outbox rows %s (kept, written before "
                     "anything else is sent): %s",
@@ -174,6 +172,28 @@ class Ledger:
                 return False
             self._waiting.clear()
             return True
+
+
+@functools.cache
+def _record_statement(columns: frozenset[str], only_pending: bool) -> Update:
+    """The UPDATE that writes one result, built once per shape (it runs once per mail)."""
+    table = OutboxMessage.__table__
+    stmt = update(table).where(table.c.id == bindparam("row_id"))
+    if only_pending:
+        # Another worker may have sent the row after our lease ran out; a late "retry" must
+        # not undo that. "sent" is written whatever happened: the mail did go out.
+        stmt = stmt.where(table.c.status == OutboxStatus.PENDING)
+    return stmt.values({name: bindparam(name, type_=table.c[name].type) for name in columns})
+
+
+@contextlib.contextmanager
+def _transaction(conn: Connection | None) -> Iterator[Connection]:
+    if conn is None:
+        with db.engine.begin() as own:
+            yield own
+    else:
+        with conn.begin():
+            yield conn
 
 
 def ledger_for(app: Flask) -> Ledger:
@@ -339,7 +359,8 @@ def send_batch(
         lease.give_back(queue)
         return result
     try:
-        with open_transport() as transport:
+        # One connection for the batch's records: a checkout (and its ping) per mail costs.
+        with db.engine.connect() as records, open_transport() as transport:
             while queue and not should_stop():
                 if lease.due_for_renewal(clock()):
                     held = lease.renew(queue, clock())
@@ -355,7 +376,7 @@ def send_batch(
                 queue.pop(0)
                 ledger.add(done)
                 _count(result, done.kind)
-                if not ledger.flush():  # stop: nothing new goes out before this is written
+                if not ledger.flush(records):  # stop: nothing new goes out before it is written
                     result.errors.append("cannot record results (database)")
                     break
     except (smtplib.SMTPException, OSError) as exc:
