@@ -141,6 +141,9 @@ class Config:
             MAIL_DEFAULT_SENDER=env.get("MAIL_DEFAULT_SENDER") or "anmeldung@localhost",
             MAIL_FILE_DIR=env.get("MAIL_FILE_DIR") or str(instance / "mail"),
             MAIL_TIMEOUT=_int(env.get("MAIL_TIMEOUT"), 30),
+            # The relay is known to accept SMTPUTF8: addresses with a non-ASCII local part
+            # (jürgen@example.org) can be mailed, and the sign-up form may accept them.
+            MAIL_SMTPUTF8=_bool(env.get("MAIL_SMTPUTF8")),
             UPLOAD_DIR=env.get("UPLOAD_DIR") or str(instance / "uploads"),
             EMBED_ALLOWED_ORIGINS=env.get("EMBED_ALLOWED_ORIGINS") or "",
         )

@@ -4,7 +4,8 @@
 what the service needs to do its work: the database answers, its schema is at the newest Alembic
 revision (a host deployed with new code before ``flask db upgrade`` ran is not ready), and the
 outbox is moving (no pending email due for longer than ``OUTBOX_STUCK_MINUTES``, no expired lease of
-a crashed worker left behind). Both answer JSON with counts and revision ids only: no personal data.
+a crashed worker left behind, no email failing for longer than that since it was written). Both
+answer JSON with counts and revision ids only: no personal data.
 """
 
 from __future__ import annotations
@@ -66,26 +67,40 @@ def check_migrations(conn: Connection) -> dict[str, Any]:
 
 
 def check_outbox(conn: Connection) -> dict[str, Any]:
-    """Due emails nobody is working on, and leases of crashed workers that nobody took over."""
+    """Due emails nobody is working on, leases of crashed workers that nobody took over, and
+    emails that keep failing.
+
+    A mail that fails transiently (a relay answering 4xx, refusing connections) waits 1, 2,
+    4 ... minutes between attempts, so it is never "due and waiting"; it counts as ``failing``
+    once it is older than the limit and not yet sent. Its age is taken from ``created_at``,
+    which is at or before its first failure (rows are due when written): the check reports it
+    at the latest ``OUTBOX_STUCK_MINUTES`` after the first failure, not only after the last
+    attempt. (An organiser's retry of an old failed mail counts until the worker sends it.)
+
+    ``failed_recently`` (mails written within the limit that failed for good: a refused
+    address, a render error) is reported but does not make the service unready: one wrong
+    address must not take the web hosts out of the load balancer."""
     minutes = int(current_app.config.get("OUTBOX_STUCK_MINUTES") or DEFAULT_OUTBOX_STUCK_MINUTES)
     now = utcnow()
     limit = now - timedelta(minutes=minutes)
     pending = OutboxMessage.status == OutboxStatus.PENDING
     not_leased = or_(OutboxMessage.locked_until.is_(None), OutboxMessage.locked_until < now)
-    overdue = conn.scalar(
-        select(func.count())
-        .select_from(OutboxMessage)
-        .where(pending, not_leased, OutboxMessage.next_attempt_at < limit)
-    )
-    expired_leases = conn.scalar(
-        select(func.count())
-        .select_from(OutboxMessage)
-        .where(and_(pending, OutboxMessage.locked_until < limit))
+
+    def count(*where: Any) -> int:
+        return conn.scalar(select(func.count()).select_from(OutboxMessage).where(*where)) or 0
+
+    overdue = count(pending, not_leased, OutboxMessage.next_attempt_at < limit)
+    expired_leases = count(and_(pending, OutboxMessage.locked_until < limit))
+    failing = count(pending, OutboxMessage.attempts > 0, OutboxMessage.created_at < limit)
+    failed_recently = count(
+        OutboxMessage.status == OutboxStatus.FAILED, OutboxMessage.created_at >= limit
     )
     return {
-        "ok": not overdue and not expired_leases,
-        "overdue": overdue or 0,
-        "expired_leases": expired_leases or 0,
+        "ok": not overdue and not expired_leases and not failing,
+        "overdue": overdue,
+        "expired_leases": expired_leases,
+        "failing": failing,
+        "failed_recently": failed_recently,
         "stuck_after_minutes": minutes,
     }
 

@@ -26,6 +26,12 @@ Without attachments the top level is the multipart/alternative itself.
 SMTP goes through ``smtplib`` directly (with ``MAIL_TIMEOUT``, TLS/SSL and login from the
 configuration); without ``MAIL_SERVER`` messages are written as ``.eml`` files. One transport is
 opened per batch, so a batch shares one SMTP connection.
+
+Addresses with a non-ASCII local part (``jürgen@example.org``) need SMTPUTF8 (RFC 6531) end to
+end. With ``MAIL_SMTPUTF8`` on, such a mail is built with UTF-8 headers (the policy's
+``utf8=True``) and sent with the ``SMTPUTF8`` option when the server offers it; a server that
+does not offer it fails that one mail with the reason. With the setting off (the default) the
+mail fails at once with the reason; every other mail is built and sent as before.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ import contextlib
 import smtplib
 from dataclasses import dataclass, field
 from email import policy
+from email.errors import HeaderParseError
 from email.headerregistry import Address, BaseHeader
 from email.message import EmailMessage
 from email.policy import EmailPolicy
@@ -43,7 +50,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol, Self
 
-from flask import current_app
+from flask import current_app, has_app_context
 
 from .textrules import header_safe
 from .timeutil import utcnow
@@ -89,6 +96,13 @@ def _folded(wire: _BatchPolicy, name: str, value: BaseHeader) -> bytes:
 
 #: RFC 5322 with CRLF line ends; headers with CR/LF in a value are refused when set.
 WIRE_POLICY = _BatchPolicy() + policy.SMTP
+#: The same with UTF-8 headers (RFC 6532), only for mails sent with SMTPUTF8.
+WIRE_POLICY_UTF8 = WIRE_POLICY.clone(utf8=True)
+
+
+class SMTPUTF8Unavailable(ValueError):
+    """This mail needs SMTPUTF8 and the server does not offer it (a fault of this mail, not of
+    the connection: the next mail goes out over the same one)."""
 
 
 @dataclass(frozen=True)
@@ -136,33 +150,55 @@ def parse_sender(value: str | tuple[str, str]) -> Address:
     return address(addr, name)
 
 
-def address(addr: str, name: str = "") -> Address:
+def address(addr: str, name: str = "", *, smtputf8: bool = False) -> Address:
     """An address header value; the name is made header-safe. ``Address`` parses the address
     and raises ``ValueError`` for anything but exactly one addr-spec (no CR/LF, no second
     address). An internationalised domain is written in its ASCII (IDNA) form, which every
-    server takes; a non-ASCII local part would need SMTPUTF8 end to end, which neither the
-    email package's headers nor most relays offer, so it is refused with a clear reason."""
+    server takes. A non-ASCII local part needs SMTPUTF8 end to end: refused with a clear reason
+    unless ``smtputf8`` (``MAIL_SMTPUTF8``) allows it."""
     local, at, domain = addr.strip().rpartition("@")
-    if not local.isascii():
-        raise ValueError(f"non-ASCII local part (needs SMTPUTF8): {addr!r}")
     if at and not domain.isascii():
         domain = domain.encode("idna").decode("ascii")
-    return Address(header_safe(name).strip(), addr_spec=f"{local}{at}{domain}")
+    if local.isascii():
+        return Address(header_safe(name).strip(), addr_spec=f"{local}{at}{domain}")
+    if not smtputf8:
+        raise ValueError(f"non-ASCII local part (needs SMTPUTF8, MAIL_SMTPUTF8 is off): {addr!r}")
+    # The email package's parser refuses a non-ASCII local part in an addr-spec; it checks
+    # the shape with each such letter standing in as "x", and takes the parts as they are.
+    stand_in = "".join(c if c.isascii() else "x" for c in local)
+    try:
+        Address(addr_spec=f"{stand_in}{at}{domain}")
+    except HeaderParseError as exc:
+        raise ValueError(f"not a mail address: {addr!r}") from exc
+    if not local.isprintable():
+        raise ValueError(f"not a mail address: {addr!r}")
+    return Address(header_safe(name).strip(), username=local, domain=domain)
 
 
-def build(email: Email) -> EmailMessage:
-    """The ``EmailMessage`` for ``email`` (structure in the module docstring)."""
+def needs_smtputf8(value: Address) -> bool:
+    return not value.username.isascii()
+
+
+def build(email: Email, *, smtputf8: bool = False) -> EmailMessage:
+    """The ``EmailMessage`` for ``email`` (structure in the module docstring). With
+    ``smtputf8`` an address with a non-ASCII local part is allowed, and its mail gets UTF-8
+    headers."""
     sender = parse_sender(email.sender)
-    recipient = address(email.to, email.to_name)
-    reply_to = address(email.reply_to, email.reply_to_name) if email.reply_to else None
-    msg = EmailMessage(policy=WIRE_POLICY)
+    recipient = address(email.to, email.to_name, smtputf8=smtputf8)
+    reply_to = (
+        address(email.reply_to, email.reply_to_name, smtputf8=smtputf8) if email.reply_to else None
+    )
+    utf8 = needs_smtputf8(recipient) or (reply_to is not None and needs_smtputf8(reply_to))
+    msg = EmailMessage(policy=WIRE_POLICY_UTF8 if utf8 else WIRE_POLICY)
     msg["From"] = sender
-    msg["To"] = recipient
+    # As text: the header parser keeps a non-ASCII local part (noting a defect) where
+    # ``Address(addr_spec=...)`` would refuse it; for ASCII addresses both are the same.
+    msg["To"] = str(recipient) if utf8 else recipient
     msg["Subject"] = header_safe(email.subject)
     msg["Date"] = formatdate(utcnow().timestamp(), usegmt=True)
     msg["Message-ID"] = email.message_id
     if reply_to is not None:
-        msg["Reply-To"] = reply_to
+        msg["Reply-To"] = str(reply_to) if utf8 else reply_to
     for name, value in email.headers.items():
         msg[name] = header_safe(value)
 
@@ -191,9 +227,13 @@ def build(email: Email) -> EmailMessage:
 class Message:
     """One email, built and serialised once, with its SMTP envelope."""
 
-    def __init__(self, email: Email) -> None:
+    def __init__(self, email: Email, *, smtputf8: bool | None = None) -> None:
+        if smtputf8 is None:  # the setting, when there is an app (MAIL_SMTPUTF8)
+            smtputf8 = has_app_context() and bool(current_app.config.get("MAIL_SMTPUTF8"))
         self.email = email
-        self.mime = build(email)
+        self.mime = build(email, smtputf8=smtputf8)
+        #: Sent with the SMTPUTF8 option (an address with a non-ASCII local part).
+        self.smtputf8 = bool(self.mime.policy.utf8)
         #: Envelope addresses (the bounce address is the sender's).
         self.sender = self.mime["From"].addresses[0].addr_spec
         self.recipients = [self.mime["To"].addresses[0].addr_spec]
@@ -264,7 +304,12 @@ class SMTPTransport:
         if self.host is None:
             raise RuntimeError("use the transport as a context manager")
         try:
-            self.host.sendmail(message.sender, message.recipients, message.as_bytes())
+            self.host.sendmail(
+                message.sender,
+                message.recipients,
+                message.as_bytes(),
+                mail_options=self._options(self.host, message),
+            )
         except (smtplib.SMTPException, OSError):
             raise
         except Exception:
@@ -274,6 +319,19 @@ class SMTPTransport:
             with contextlib.suppress(smtplib.SMTPException, OSError):
                 self.host.rset()
             raise
+
+    @staticmethod
+    def _options(host: smtplib.SMTP, message: Message) -> list[str]:
+        if not message.smtputf8:
+            return []
+        host.ehlo_or_helo_if_needed()
+        if not host.has_extn("smtputf8"):
+            raise SMTPUTF8Unavailable(
+                "the mail server does not offer SMTPUTF8, which the address "
+                f"{message.recipients[0]!r} needs"
+            )
+        # What smtplib's send_message adds for a message with UTF-8 headers (RFC 6531 3.4).
+        return ["SMTPUTF8", "BODY=8BITMIME"] if host.has_extn("8bitmime") else ["SMTPUTF8"]
 
 
 class FileTransport:

@@ -2,8 +2,8 @@
 (``ANONYMISE_INTERVAL_SECONDS``) anonymise the participants of events past their retention period.
 
 ``flask --app registration mail worker`` runs it until SIGTERM or Ctrl-C, which finish the
-message in hand and then stop. Several workers may run at once on PostgreSQL; on SQLite one is
-enough (and more would only queue for the database lock).
+message in hand, write the results not yet recorded, and then stop. Several workers may run at
+once on PostgreSQL; on SQLite one is enough (and more would only queue for the database lock).
 """
 
 from __future__ import annotations
@@ -75,6 +75,13 @@ def run_forever(interval: float = 5.0, stop: threading.Event | None = None) -> N
         finally:
             db.session.remove()
         stop.wait(interval)
+    # Results the database could not take yet: one last try, or the log names the rows (their
+    # mails went out; after the lease they would go out once more).
+    ledger = delivery.ledger_for(current_app._get_current_object())  # type: ignore[attr-defined]
+    try:
+        ledger.flush()
+    finally:
+        db.session.remove()
     log.info("mail worker %s stopped", name)
 
 

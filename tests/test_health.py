@@ -65,6 +65,8 @@ def test_ready_when_database_answers_schema_is_at_head_and_outbox_is_empty(app, 
         "ok": True,
         "overdue": 0,
         "expired_leases": 0,
+        "failing": 0,
+        "failed_recently": 0,
         "stuck_after_minutes": 15,
     }
     assert response.headers["Cache-Control"] == "no-store"
@@ -103,15 +105,59 @@ def test_a_due_email_nobody_sends_makes_the_service_unready(app, client, clock):
     assert client.get("/readyz").status_code == 200
 
 
-def test_retries_waiting_for_their_time_are_not_stuck(app, client, clock):
+def test_a_retry_waiting_for_its_time_is_not_stuck_until_it_fails_for_too_long(app, client, clock):
     at_head(app)
     row = sign_up()
     row.attempts, row.next_attempt_at = 3, clock.now + timedelta(hours=1)
     db.session.commit()
-    clock.advance(minutes=59)
+    clock.advance(minutes=14)
     assert client.get("/readyz").status_code == 200
-    clock.advance(minutes=20)
-    assert client.get("/readyz").status_code == 503
+    clock.advance(minutes=2)  # failing since it was written, 16 minutes ago: not only after 1 h
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.get_json()["checks"]["outbox"]["failing"] == 1
+    assert response.get_json()["checks"]["outbox"]["overdue"] == 0
+
+
+def test_a_relay_that_always_says_later_is_reported_within_the_limit_of_the_first_failure(
+    app, client, clock
+):
+    """The worker keeps trying (1, 2, 4, 8 minutes apart), so the mail is never overdue; the
+    check must still report it once it has been failing for ``OUTBOX_STUCK_MINUTES``."""
+    from registration.services import delivery
+
+    from .smtp import SMTPServer
+
+    at_head(app)
+    server = SMTPServer(on_data=lambda n, message: "451 4.3.0 Try again later")
+    server.start()
+    app.config.update(MAIL_SERVER="127.0.0.1", MAIL_PORT=server.port, MAIL_TIMEOUT=5)
+    try:
+        row = sign_up()
+        first_failure = clock.now
+        while clock.now <= first_failure + timedelta(minutes=15):
+            delivery.send_due()  # as the worker does every few seconds
+            if clock.now < first_failure + timedelta(minutes=15):
+                assert client.get("/readyz").status_code == 200, clock.now
+            clock.advance(seconds=5)
+        db.session.refresh(row)
+        assert row.status == OutboxStatus.PENDING and row.attempts == 5  # 0, 1, 3, 7, 15 min
+        response = client.get("/readyz")
+        assert response.status_code == 503
+        assert response.get_json()["checks"]["outbox"]["failing"] == 1
+    finally:
+        server.stop()
+    assert server.messages == []
+
+
+def test_mail_that_failed_for_good_is_counted_but_keeps_the_service_ready(app, client, clock):
+    at_head(app)
+    row = sign_up()
+    row.status, row.attempts, row.last_error = OutboxStatus.FAILED, 1, "550 no such mailbox"
+    db.session.commit()
+    response = client.get("/readyz")
+    assert response.status_code == 200
+    assert response.get_json()["checks"]["outbox"]["failed_recently"] == 1
 
 
 def test_the_stuck_limit_is_a_setting(app, client, clock):
