@@ -13,18 +13,16 @@ from flask import (
     url_for,
 )
 from flask_login import current_user, login_required
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 
 from ..extensions import db
 from ..models import (
     Registration,
     RegistrationStatus,
 )
-from ..services import checkin, signup
+from ..services import checkin, participants, signup
 from ..services.errors import ServiceError
-from .forms import (
-    CheckinForm,
-)
+from .forms import CheckinForm
 from .views import _event_or_404, _registration_or_404, bp
 
 
@@ -38,14 +36,7 @@ def checkin_list(slug: str) -> Any:
         Registration.event_id == event.id, Registration.status == RegistrationStatus.CONFIRMED
     )
     if query:
-        like = f"%{query}%"
-        stmt = stmt.where(
-            or_(
-                func.lower(Registration.last_name).like(like),
-                func.lower(Registration.first_name).like(like),
-                func.lower(Registration.organisation).like(like),
-            )
-        )
+        stmt = stmt.where(participants.search(query))
     people = db.session.scalars(
         stmt.order_by(func.lower(Registration.last_name), func.lower(Registration.first_name))
     ).all()

@@ -14,7 +14,7 @@ from flask import (
 )
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 
 from ..extensions import db
 from ..models import (
@@ -27,9 +27,7 @@ from ..services import participants as participants_service
 from ..services import signup
 from ..services.errors import InvalidInput, ServiceError
 from ..services.seats import seat_status
-from .forms import (
-    ParticipantForm,
-)
+from .forms import ParticipantForm
 from .views import PER_PAGE, _event_or_404, _registration_or_404, bp, require_button
 
 SORTS = {
@@ -50,15 +48,7 @@ def participants(slug: str) -> Any:
     sort = request.args.get("sort") if request.args.get("sort") in SORTS else "name"
     stmt = select(Registration).where(Registration.event_id == event.id)
     if query:
-        like = f"%{query.lower()}%"
-        stmt = stmt.where(
-            or_(
-                func.lower(Registration.first_name).like(like),
-                func.lower(Registration.last_name).like(like),
-                Registration.email_key.like(like),
-                func.lower(Registration.organisation).like(like),
-            )
-        )
+        stmt = stmt.where(participants_service.search(query))
     if status in {s.value for s in RegistrationStatus}:
         stmt = stmt.where(Registration.status == status)
     if attendance in {a.value for a in Attendance}:

@@ -8,6 +8,8 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
+from sqlalchemy import ColumnElement, func, or_
+
 from ..extensions import db
 from ..models import Event, Organiser, Registration
 from . import audit, signup
@@ -27,6 +29,18 @@ def _transaction() -> Iterator[None]:
 
 #: How a participant's own change (through their personal link) shows in the audit log.
 BY_PARTICIPANT = {"via": "participant"}
+
+
+def search(query: str) -> ColumnElement[bool]:
+    """Registrations whose name, organisation or address contains ``query`` (any case): the
+    search of the participant list and of the check-in at the door."""
+    like = f"%{query.strip().lower()}%"
+    return or_(
+        func.lower(Registration.first_name).like(like),
+        func.lower(Registration.last_name).like(like),
+        func.lower(Registration.organisation).like(like),
+        Registration.email_key.like(like),
+    )
 
 
 def _subject(registration: Registration) -> str:
