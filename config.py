@@ -27,6 +27,18 @@ def _int(value: str | None, default: int | None) -> int | None:
     return int(value)
 
 
+def _seconds(name: str, value: str | None, default: float) -> float:
+    if value is None or value.strip() == "":
+        return default
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= 600:
+        raise RuntimeError(f"{name} must be a number of seconds from 0 to 600, not {value!r}.")
+    return seconds
+
+
 def _choice(name: str, value: str | None, choices: tuple[str, ...], default: str) -> str:
     if value is None or value.strip() == "":
         return default
@@ -48,6 +60,9 @@ def _operations_settings(env: dict[str, str]) -> dict[str, Any]:
         ).upper(),
         # /readyz fails when a due email waited longer than this (no worker is running).
         "OUTBOX_STUCK_MINUTES": _int(env.get("OUTBOX_STUCK_MINUTES"), 15),
+        # How long a sign-up or an organiser's change waits for an event's row lock before it
+        # answers "busy, try again" (PostgreSQL; 0 waits for ever).
+        "SIGNUP_LOCK_TIMEOUT": _seconds("SIGNUP_LOCK_TIMEOUT", env.get("SIGNUP_LOCK_TIMEOUT"), 3.0),
         # How many proxies in front of the app set X-Forwarded-For / -Proto / -Host (0: none,
         # the headers are ignored; werkzeug's ProxyFix trusts exactly this many).
         "PROXY_FIX_X_FOR": _int(env.get("PROXY_FIX_X_FOR"), 0),

@@ -143,3 +143,14 @@ def test_operations_settings_from_the_environment():
     assert defaults["HSTS_INCLUDE_SUBDOMAINS"] is False
     with pytest.raises(RuntimeError, match="LOG_LEVEL"):
         DevelopmentConfig.from_env({"LOG_LEVEL": "loud"})
+
+
+def test_the_lock_timeout_comes_from_the_environment(monkeypatch, tmp_path):
+    from config import ProductionConfig
+
+    assert ProductionConfig.from_env({"SECRET_KEY": "x" * 32})["SIGNUP_LOCK_TIMEOUT"] == 3.0
+    settings = ProductionConfig.from_env({"SECRET_KEY": "x" * 32, "SIGNUP_LOCK_TIMEOUT": "0.5"})
+    assert settings["SIGNUP_LOCK_TIMEOUT"] == 0.5
+    for wrong in ("drei", "-1", "9999"):
+        with pytest.raises(RuntimeError, match="SIGNUP_LOCK_TIMEOUT"):
+            ProductionConfig.from_env({"SECRET_KEY": "x" * 32, "SIGNUP_LOCK_TIMEOUT": wrong})
