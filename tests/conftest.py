@@ -51,6 +51,13 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Any) -> str:
     return request.getfixturevalue("postgres_database")
 
 
+#: For a test that needs PostgreSQL itself (a second connection's row lock, killing a backend):
+#: it runs only there, instead of being skipped on SQLite.
+postgresql_only = pytest.mark.parametrize(
+    "database_url", [pytest.param("postgresql", marks=pytest.mark.postgresql)], indirect=True
+)
+
+
 @pytest.fixture
 def app(database_url: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Flask]:
     monkeypatch.setenv("INSTANCE_PATH", str(tmp_path / "instance"))

@@ -14,16 +14,12 @@ from sqlalchemy import create_engine, text
 from registration.extensions import db
 from registration.services import api_tokens
 
-from .conftest import make_event
+from .conftest import make_event, postgresql_only
 from .test_admin import login, make_organiser
-
-pytestmark = pytest.mark.postgresql
 
 
 @pytest.fixture
 def world(app, database_url):
-    if not database_url.startswith("postgresql"):
-        pytest.skip("pg_terminate_backend is PostgreSQL's")
     me = make_organiser("ich@example.org")
     event = make_event(slug="werkstatt")
     event.organisers.append(me)
@@ -78,6 +74,7 @@ def in_thread(app, call: Callable[[Any], Any]) -> tuple[threading.Thread, list[A
     return thread, answers
 
 
+@postgresql_only
 def test_the_api_answers_503_json_with_retry_after(app, world):
     headers = {"Authorization": f"Bearer {world['secret']}"}
     with killed_while_waiting_for_the_event(world["url"], world["event_id"]) as kill:
@@ -98,6 +95,7 @@ def test_the_api_answers_503_json_with_retry_after(app, world):
     assert again.status_code == 200 and again.json["title"] == "Neu"
 
 
+@postgresql_only
 def test_a_page_answers_503_calmly(app, world):
     def save(client: Any) -> Any:
         login(client, "ich@example.org")

@@ -30,7 +30,7 @@ from registration.models import (
 from registration.services import api_tokens, events, signup
 from registration.worker import run_once
 
-from .conftest import make_event
+from .conftest import make_event, postgresql_only
 from .test_admin import login, make_organiser
 
 #: 11:00 local time (CET) on a Wednesday, far enough ahead for every rule.
@@ -525,12 +525,10 @@ def test_the_back_office_refuses_to_save_over_a_newer_version_once(client, offic
     assert (event.title, event.subtitle) == ("Mein Titel", "")
 
 
-@pytest.mark.postgresql
+@postgresql_only  # another connection's row lock
 def test_two_patches_at_the_same_moment_both_count(app, office, database_url):
     """Both requests wait for the event row, held by a third connection; when it lets go, each
     change lands on the locked row, so neither overwrites the other."""
-    if not database_url.startswith("postgresql"):
-        pytest.skip("the row lock of another connection is PostgreSQL's")
     import threading
 
     from sqlalchemy import create_engine, text
