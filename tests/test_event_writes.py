@@ -589,3 +589,21 @@ def test_a_contact_address_the_mail_server_cannot_take_is_refused(client, office
     app.config["MAIL_SMTPUTF8"] = True  # the relay is known to take internationalised mailboxes
     body = {"contact": {"email": "jörg@example.org"}}
     assert client.patch("/api/v1/events/per-api", json=body, headers=headers).status_code == 200
+
+
+def test_importing_the_same_record_again_changes_nothing(runner, office, tmp_path):
+    record = {
+        "slug": "per-cli", "title": "Werkstatt",
+        "questions": [{"key": "lunch", "label": "Mittagessen?", "kind": "yes_no"}],
+        "attachments": [{"file": "flyer.pdf", "title": "Flyer"}],
+    }  # fmt: skip
+    (tmp_path / "flyer.pdf").write_bytes(FLYER.read_bytes())
+    path = import_file(tmp_path, record)
+    assert runner.invoke(args=["events", "import", path]).exit_code == 0
+    first = outcome(office["per-cli"])
+    assert first["audit"] == [("event.update", {"fields": ["questions", "files"], "notified": 0})]
+    version = db.session.get(Event, office["per-cli"].id).version
+    assert runner.invoke(args=["events", "import", path]).exit_code == 0
+    # Nothing changed: no audit entry, the same version (no form goes stale), no mail.
+    assert outcome(office["per-cli"]) == first
+    assert db.session.get(Event, office["per-cli"].id).version == version

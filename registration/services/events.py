@@ -849,20 +849,26 @@ def update_event(
         event.dial_in_revision += 1  # the next scheduling pass sends the update
     if any(name in changes for name in CALENDAR_ATTRIBUTES):
         event.ics_sequence += 1
-    if changes or data.questions is not None or data.file_kinds:
-        touch(event)
     db.session.flush()
-    _apply_questions(event, data.questions)
-    _apply_files(event, data.files, data.file_kinds)
+    also = [
+        part
+        for part, changed in (
+            ("questions", _apply_questions(event, data.questions)),
+            ("files", _apply_files(event, data.files, data.file_kinds)),
+        )
+        if changed
+    ]
+    if changes or also:
+        touch(event)
     promote_all(event)
     notified = 0
     told = {name: changes[name] for name in NOTIFIED_ATTRIBUTES if name in changes}
     if told and notify and event.status != EventStatus.CANCELLED and not cancelling:
         notified = notify_participants(event, "event_changed", {"changes": _told(told)})
-    if changes or data.questions is not None or data.file_kinds:
+    if changes or also:
         audit.record(
             actor, "event.update", event=event,
-            details={**(via or {}), "fields": sorted(changes), "notified": notified},
+            details={**(via or {}), "fields": [*sorted(changes), *also], "notified": notified},
         )  # fmt: skip
     if cancelling:
         cancel_event(event, actor=actor, notify=notify, via=via, commit=False)
@@ -1036,31 +1042,39 @@ def remove_file(event: Event, stored: EventFile, *, actor: Organiser | None) -> 
     db.session.commit()
 
 
-def _apply_questions(event: Event, questions: list[dict[str, Any]] | None) -> None:
+def _apply_questions(event: Event, questions: list[dict[str, Any]] | None) -> bool:
     """Make the event's questions those given: update by key, add new, delete the rest (their
-    answers go with them)."""
+    answers go with them). Returns whether anything changed."""
     if questions is None:
-        return
+        return False
+    changed = False
     existing = {q.key: q for q in event.questions}
     wanted = {q["key"] for q in questions}
     for key, question in existing.items():
         if key not in wanted:
             event.questions.remove(question)
+            changed = True
     for values in questions:
         question = existing.get(values["key"])
         if question is None:
             event.questions.append(Question(**values))
-        else:
-            for name, value in values.items():
+            changed = True
+            continue
+        for name, value in values.items():
+            if getattr(question, name) != value:
                 setattr(question, name, value)
+                changed = True
     db.session.flush()
+    return changed
 
 
-def _apply_files(event: Event, wanted: list[FileData], kinds: frozenset[FileKind]) -> None:
+def _apply_files(event: Event, wanted: list[FileData], kinds: frozenset[FileKind]) -> bool:
     """Make the event's files of ``kinds`` those given; files already there (same name and
-    size) are kept, so importing the same document twice stores nothing twice."""
+    size) are kept, so importing the same document twice stores nothing twice. Returns whether
+    anything changed."""
     if not kinds:
-        return
+        return False
+    changed = False
 
     def same(stored: EventFile, new: FileData) -> bool:
         extension = Path(stored.filename).suffix
@@ -1074,11 +1088,15 @@ def _apply_files(event: Event, wanted: list[FileData], kinds: frozenset[FileKind
         match = next((new for new in wanted if same(stored, new)), None)
         if match is None:
             files.remove(stored)
-        else:
+            changed = True
+        elif stored.title != match.title:
             stored.title = match.title
+            changed = True
     for new in wanted:
         if not any(same(stored, new) for stored in event.files):
             files.store(event, new.kind, new.data, new.filename, new.title)
+            changed = True
+    return changed
 
 
 def free_slug(wanted: str) -> str:
