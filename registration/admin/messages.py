@@ -6,7 +6,6 @@ import smtplib
 from typing import Any
 
 from flask import (
-    abort,
     flash,
     redirect,
     render_template,
@@ -36,14 +35,11 @@ from .forms import (
     CheckinForm,
     MessageForm,
 )
-from .views import PER_PAGE, _event_or_404, bp, require_button
+from .views import PER_PAGE, _event_or_404, _of_event_or_404, bp, require_button
 
 
 def _outbox_row_or_404(event: Event, message_id: int) -> OutboxMessage:
-    message = db.session.get(OutboxMessage, message_id)
-    if message is None or message.event_id != event.id:
-        abort(404)
-    return message
+    return _of_event_or_404(OutboxMessage, event, message_id)
 
 
 @bp.get("/events/<slug>/outbox")

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from flask import (
     Blueprint,
@@ -18,6 +18,7 @@ from ..extensions import db, login_manager
 from ..models import (
     Event,
     EventStatus,
+    OutboxMessage,
     Registration,
     event_organisers,
 )
@@ -46,11 +47,19 @@ def _event_or_404(slug: str) -> Event:
     return event
 
 
-def _registration_or_404(event: Event, registration_id: int) -> Registration:
-    registration = db.session.get(Registration, registration_id)
-    if registration is None or registration.event_id != event.id:
+_Row = TypeVar("_Row", Registration, OutboxMessage)
+
+
+def _of_event_or_404(model: type[_Row], event: Event, row_id: int) -> _Row:
+    """A registration or outbox row of ``event``; any other is a 404, as if it did not exist."""
+    row = db.session.get(model, row_id)
+    if row is None or row.event_id != event.id:
         abort(404)
-    return registration
+    return row
+
+
+def _registration_or_404(event: Event, registration_id: int) -> Registration:
+    return _of_event_or_404(Registration, event, registration_id)
 
 
 @bp.get("/")
